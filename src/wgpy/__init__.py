@@ -1,0 +1,3 @@
+"""wgpy: WireGuard in Python."""
+
+__version__ = "0.1.0"

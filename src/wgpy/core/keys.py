@@ -1,0 +1,49 @@
+"""Key text formats: base64 as `wg` prints them, hex as the UAPI carries them."""
+
+import base64
+import binascii
+from collections.abc import Callable
+
+from wgpy.core.constants import KEY_LEN
+from wgpy.core.crypto import clamp_private_key
+
+
+class KeyFormatError(ValueError):
+    """A key that is not 32 bytes of valid base64 or hex."""
+
+
+def key_from_base64(text: str) -> bytes:
+    """Decode a 44-character base64 key exactly as wg does (strict length and padding)."""
+    text = text.strip()
+    if len(text) != 44 or text[43] != "=":
+        raise KeyFormatError("Key is not the correct length or format")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise KeyFormatError("Key is not the correct length or format") from exc
+    if len(raw) != KEY_LEN or base64.b64encode(raw).decode() != text:
+        raise KeyFormatError("Key is not the correct length or format")
+    return raw
+
+
+def key_to_base64(key: bytes) -> str:
+    return base64.b64encode(key).decode("ascii")
+
+
+def key_from_hex(text: str) -> bytes:
+    """Decode a 64-character lowercase-or-uppercase hex key (the UAPI form)."""
+    if len(text) != 2 * KEY_LEN:
+        raise KeyFormatError("Key is not the correct length or format")
+    try:
+        return bytes.fromhex(text)
+    except ValueError as exc:
+        raise KeyFormatError("Key is not the correct length or format") from exc
+
+
+def key_to_hex(key: bytes) -> str:
+    return key.hex()
+
+
+def generate_private_key(random_bytes: Callable[[int], bytes]) -> bytes:
+    """A fresh clamped Curve25519 private key, as `wg genkey` makes."""
+    return clamp_private_key(random_bytes(KEY_LEN))
