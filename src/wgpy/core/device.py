@@ -1,0 +1,620 @@
+"""The device core: peers, cryptokey routing, handshakes, transport data and timers.
+
+Sans-I/O. The shell hands in datagrams (with their source endpoint), IP packets from the TUN
+and the time; the core hands back what to deliver and what to send:
+
+* `encrypt(packet, now)` returns `(endpoint, datagram)` for the hot path, or None;
+* `decrypt(datagram, source, now)` returns the inner IP packet to deliver, or None;
+* everything else the protocol sends (handshakes, cookie replies, keepalives, packets that
+  were waiting for a session) is appended to `outbox` as `(endpoint, datagram)`;
+* `tick(now)` runs due timers; `next_deadline()` says when to call it next.
+
+Network input never raises: every rejected packet is counted in `drops` under a named reason.
+The rules follow wireguard-go and the Linux module; comments name the reference function where
+behaviour is subtle.
+"""
+
+import ipaddress
+import os
+import random
+from collections.abc import Callable
+
+from cryptography.exceptions import InvalidTag
+
+from wgpy.core import noise
+from wgpy.core.allowedips import AllowedIPs
+from wgpy.core.constants import (
+    DEFAULT_MTU,
+    KEEPALIVE_TIMEOUT,
+    KEY_LEN,
+    MAX_TIMER_HANDSHAKES,
+    MESSAGE_HANDSHAKE_COOKIE,
+    MESSAGE_HANDSHAKE_INITIATION,
+    MESSAGE_PADDING_MULTIPLE,
+    MESSAGE_TRANSPORT_DATA,
+    MESSAGE_TRANSPORT_HEADER_SIZE,
+    MESSAGE_TRANSPORT_MIN_SIZE,
+    REJECT_AFTER_MESSAGES,
+    REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES,
+    REKEY_AFTER_TIME,
+    REKEY_TIMEOUT,
+    REKEY_TIMEOUT_JITTER_MAX,
+    UNDER_LOAD_AFTER_TIME,
+    UNDER_LOAD_QUEUE_LENGTH,
+)
+from wgpy.core.cookie import CookieChecker
+from wgpy.core.crypto import aead_nonce, public_key
+from wgpy.core.drops import Drop, new_counters
+from wgpy.core.indextable import IndexTable
+from wgpy.core.keypair import Keypair
+from wgpy.core.messages import HANDSHAKE_SIZES, MESSAGE_TYPE, RESPONSE, TRANSPORT_HEADER
+from wgpy.core.peer import Endpoint, Peer
+from wgpy.core.ratelimiter import RateLimiter
+from wgpy.core.timers import PeerTimers, Timer, TimerQueue
+
+Datagram = tuple[Endpoint, bytes]
+
+_ZERO_KEY = bytes(KEY_LEN)
+_PADDING_MASK = ~(MESSAGE_PADDING_MULTIPLE - 1)
+# Last-minute rekey: the initiator renews before its receiving key would be rejected.
+_REKEY_BEFORE_REJECT = REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+_ZERO_KEY_MATERIAL_AFTER = REJECT_AFTER_TIME * 3
+
+
+def endpoint_address_bytes(endpoint: Endpoint) -> bytes:
+    """Packed IP address of an endpoint (4 or 16 bytes)."""
+    return ipaddress.ip_address(endpoint[0]).packed
+
+
+def endpoint_cookie_source(endpoint: Endpoint) -> bytes:
+    """What a cookie binds to: source address then port, big-endian (kernel cookie.c)."""
+    return endpoint_address_bytes(endpoint) + endpoint[1].to_bytes(2, "big")
+
+
+class Device:
+    def __init__(
+        self,
+        private_key: bytes | None = None,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        wall_offset: float = 0.0,
+        mtu: int = DEFAULT_MTU,
+    ) -> None:
+        """`wall_offset` turns the monotonic `now` into Unix time (for TAI64N timestamps and
+        last-handshake times); the shell passes time.time() - time.monotonic()."""
+        self._random = random_bytes
+        # Timer jitter is not secret; a seeded PRNG keeps it off the syscall path.
+        self._jitter = random.Random(int.from_bytes(random_bytes(8), "little"))
+        self.wall_offset = wall_offset
+        self.mtu = mtu
+        self.identity: noise.StaticIdentity | None = None
+        self.peers: dict[bytes, Peer] = {}
+        self.allowed_ips: AllowedIPs[Peer] = AllowedIPs()
+        self.index_table: IndexTable[Peer | Keypair] = IndexTable(random_bytes)
+        self.cookie_checker = CookieChecker(random_bytes)
+        self.rate_limiter = RateLimiter()
+        self.timers = TimerQueue()
+        self.outbox: list[Datagram] = []
+        self.drops = new_counters()
+        # Under load: more than this many handshake messages within one second.
+        self.under_load_threshold = UNDER_LOAD_QUEUE_LENGTH
+        self._load_window_start = float("-inf")
+        self._load_count = 0
+        self._under_load_until = float("-inf")
+        if private_key is not None:
+            self.set_private_key(private_key, 0.0)
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def private_key(self) -> bytes | None:
+        return self.identity.private_key if self.identity else None
+
+    @property
+    def public_key(self) -> bytes | None:
+        return self.identity.public_key if self.identity else None
+
+    def set_private_key(self, private_key: bytes | None, now: float) -> None:
+        """Change identity (None or all-zero removes it); every session must be renewed.
+
+        As wireguard-go's SetPrivateKey: a peer whose key is our new public key is removed,
+        static-static secrets are recomputed and current keypairs expired.
+        """
+        if private_key == _ZERO_KEY:
+            private_key = None
+        if private_key == self.private_key:
+            return
+        if private_key is None:
+            self.identity = None
+        else:
+            self.identity = noise.StaticIdentity(private_key, public_key(private_key))
+            self.remove_peer(self.identity.public_key)
+        self.cookie_checker.set_public_key(self.public_key)
+        for peer in self.peers.values():
+            peer.handshake.precomputed_static_static = noise.precompute_static_static(
+                self.identity, peer.public_key
+            )
+            self.expire_current_keypairs(peer)
+
+    def add_peer(self, public_key: bytes) -> Peer:
+        """Create a peer (ValueError for our own public key, which the reference ignores)."""
+        if self.identity is not None and public_key == self.identity.public_key:
+            raise ValueError("peer has the device's own public key")
+        if public_key in self.peers:
+            return self.peers[public_key]
+        peer = Peer(public_key)
+        peer.handshake.precomputed_static_static = noise.precompute_static_static(
+            self.identity, public_key
+        )
+        self.peers[public_key] = peer
+        return peer
+
+    def remove_peer(self, public_key: bytes) -> None:
+        peer = self.peers.pop(public_key, None)
+        if peer is None:
+            return
+        self.allowed_ips.remove_by_peer(peer)
+        self._zero_and_flush(peer)
+        peer.timers.cancel_all()
+
+    def remove_all_peers(self) -> None:
+        for key in list(self.peers):
+            self.remove_peer(key)
+
+    def set_preshared_key(self, peer: Peer, key: bytes | None) -> None:
+        peer.handshake.preshared_key = key or _ZERO_KEY
+
+    def set_persistent_keepalive(self, peer: Peer, interval: int, now: float) -> None:
+        """Set the interval; turning it on sends a keepalive at once (wireguard-go IpcSet)."""
+        was_off = peer.persistent_keepalive_interval == 0
+        peer.persistent_keepalive_interval = interval
+        if interval == 0:
+            peer.timers.cancel(Timer.PERSISTENT_KEEPALIVE)
+        elif was_off and peer.endpoint is not None:
+            self._send_keepalive(peer, now)
+
+    def expire_current_keypairs(self, peer: Peer) -> None:
+        """Force a fresh handshake before more data is sent (ExpireCurrentKeypairs)."""
+        self._clear_handshake(peer)
+        peer.last_sent_handshake = None
+        if peer.keypairs.current is not None:
+            peer.keypairs.current.send_counter = REJECT_AFTER_MESSAGES
+        if peer.keypairs.next is not None:
+            peer.keypairs.next.send_counter = REJECT_AFTER_MESSAGES
+
+    # ------------------------------------------------------------------ outbound data
+
+    def encrypt(self, packet: bytes, now: float) -> Datagram | None:
+        """An IP packet from the TUN: route by destination, encrypt or wait for a session."""
+        size = len(packet)
+        version = packet[0] >> 4 if size else 0
+        if version == 4 and size >= 20:
+            destination = packet[16:20]
+        elif version == 6 and size >= 40:
+            destination = packet[24:40]
+        else:
+            self.drops[Drop.BAD_OUTBOUND_PACKET] += 1
+            return None
+        peer = self.allowed_ips.lookup(destination)
+        if peer is None:
+            self.drops[Drop.NO_KEY] += 1
+            return None
+        endpoint = peer.endpoint
+        if endpoint is None:
+            self.drops[Drop.NO_ENDPOINT] += 1
+            return None
+        keypair = peer.keypairs.current
+        if (
+            peer.staged
+            or keypair is None
+            or keypair.send_counter >= REJECT_AFTER_MESSAGES
+            or now - keypair.created >= REJECT_AFTER_TIME
+        ):
+            if not peer.stage(packet):
+                self.drops[Drop.STAGED_OVERFLOW] += 1
+            self._send_staged(peer, now)
+            return None
+        datagram = self._seal(peer, keypair, packet, now)
+        peer.tx_bytes += len(datagram)
+        return endpoint, datagram
+
+    def _seal(self, peer: Peer, keypair: Keypair, packet: bytes, now: float) -> bytes:
+        """Encrypt one packet (or a keepalive) under `keypair`, with the send-side timers."""
+        counter = keypair.send_counter
+        keypair.send_counter = counter + 1
+        size = len(packet)
+        if size:
+            padded = min((size + MESSAGE_PADDING_MULTIPLE - 1) & _PADDING_MASK, self.mtu)
+            if padded > size:
+                packet = packet + bytes(padded - size)
+        header = TRANSPORT_HEADER.pack(MESSAGE_TRANSPORT_DATA, keypair.remote_index, counter)
+        datagram = header + keypair.send.encrypt(aead_nonce(counter), packet, None)
+
+        timers = peer.timers
+        if peer.persistent_keepalive_interval:
+            self.timers.arm(
+                timers, Timer.PERSISTENT_KEEPALIVE, now + peer.persistent_keepalive_interval
+            )
+        timers.deadlines[Timer.SEND_KEEPALIVE] = None
+        if size and timers.deadlines[Timer.NEW_HANDSHAKE] is None:
+            self.timers.arm(
+                timers,
+                Timer.NEW_HANDSHAKE,
+                now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + self._jitter_time(),
+            )
+        # keepKeyFreshSending
+        if counter + 1 > REKEY_AFTER_MESSAGES or (
+            keypair.is_initiator and now - keypair.created >= REKEY_AFTER_TIME
+        ):
+            self._send_initiation(peer, False, now)
+        return datagram
+
+    def _send_staged(self, peer: Peer, now: float) -> None:
+        keypair = peer.keypairs.current
+        if (
+            keypair is None
+            or keypair.send_counter >= REJECT_AFTER_MESSAGES
+            or now - keypair.created >= REJECT_AFTER_TIME
+        ):
+            self._send_initiation(peer, False, now)
+            return
+        staged = peer.staged
+        while staged and peer.keypairs.current is keypair:
+            self._emit(peer, self._seal(peer, keypair, staged.popleft(), now))
+
+    def _send_keepalive(self, peer: Peer, now: float) -> None:
+        if not peer.staged:
+            peer.staged.append(b"")
+        self._send_staged(peer, now)
+
+    def _emit(self, peer: Peer, datagram: bytes) -> None:
+        if peer.endpoint is None:
+            self.drops[Drop.NO_ENDPOINT] += 1
+            return
+        peer.tx_bytes += len(datagram)
+        self.outbox.append((peer.endpoint, datagram))
+
+    # ------------------------------------------------------------------ inbound
+
+    def decrypt(self, datagram: bytes, source: Endpoint, now: float) -> bytes | None:
+        """A datagram from the network; returns an IP packet to deliver, or None."""
+        size = len(datagram)
+        if size < 4:
+            self.drops[Drop.BAD_LENGTH] += 1
+            return None
+        message_type = MESSAGE_TYPE.unpack_from(datagram)[0]
+        if message_type == MESSAGE_TRANSPORT_DATA:
+            return self._receive_transport(datagram, source, now)
+        expected = HANDSHAKE_SIZES.get(message_type)
+        if expected is None:
+            self.drops[Drop.BAD_TYPE] += 1
+        elif size != expected:
+            self.drops[Drop.BAD_LENGTH] += 1
+        elif message_type == MESSAGE_HANDSHAKE_COOKIE:
+            self._receive_cookie_reply(datagram, now)
+        else:
+            self._receive_handshake(datagram, message_type, source, now)
+        return None
+
+    def _receive_transport(self, datagram: bytes, source: Endpoint, now: float) -> bytes | None:
+        drops = self.drops
+        if len(datagram) < MESSAGE_TRANSPORT_MIN_SIZE:
+            drops[Drop.BAD_LENGTH] += 1
+            return None
+        _, receiver, counter = TRANSPORT_HEADER.unpack_from(datagram)
+        keypair = self.index_table.entries.get(receiver)
+        if keypair.__class__ is not Keypair:
+            drops[Drop.UNKNOWN_INDEX] += 1
+            return None
+        assert isinstance(keypair, Keypair)
+        if now - keypair.created >= REJECT_AFTER_TIME:
+            drops[Drop.EXPIRED_KEY] += 1
+            return None
+        replay = keypair.replay
+        if not replay.would_accept(counter):
+            drops[Drop.REPLAYED] += 1
+            return None
+        try:
+            plaintext = keypair.receive.decrypt(
+                aead_nonce(counter), datagram[MESSAGE_TRANSPORT_HEADER_SIZE:], None
+            )
+        except InvalidTag:
+            drops[Drop.DECRYPT_FAILED] += 1
+            return None
+        if not replay.validate(counter):
+            drops[Drop.REPLAYED] += 1
+            return None
+
+        peer: Peer = keypair.peer  # type: ignore[assignment]
+        if peer.endpoint != source:
+            peer.endpoint = source
+        keypairs = peer.keypairs
+        if keypair is keypairs.next:
+            self._confirm_keypair(peer, keypair, now)
+        elif (
+            keypair is keypairs.current
+            and keypair.is_initiator
+            and not peer.sent_last_minute_handshake
+            and now - keypair.created >= _REKEY_BEFORE_REJECT
+        ):
+            # keepKeyFreshReceiving
+            peer.sent_last_minute_handshake = True
+            self._send_initiation(peer, False, now)
+        self._authenticated_packet_received(peer, now)
+        peer.rx_bytes += len(datagram)
+        if not plaintext:
+            return None  # keepalive
+        timers = peer.timers
+        if timers.deadlines[Timer.SEND_KEEPALIVE] is None:
+            self.timers.arm(timers, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
+        else:
+            peer.need_another_keepalive = True
+
+        version = plaintext[0] >> 4
+        size = len(plaintext)
+        if version == 4 and size >= 20:
+            length = (plaintext[2] << 8) | plaintext[3]
+            source_address = plaintext[12:16]
+            minimum = 20
+        elif version == 6 and size >= 40:
+            length = ((plaintext[4] << 8) | plaintext[5]) + 40
+            source_address = plaintext[8:24]
+            minimum = 40
+        else:
+            drops[Drop.BAD_INNER_PACKET] += 1
+            return None
+        if length > size or length < minimum:
+            drops[Drop.BAD_INNER_PACKET] += 1
+            return None
+        if self.allowed_ips.lookup(source_address) is not peer:
+            drops[Drop.SRC_NOT_ALLOWED] += 1
+            return None
+        return plaintext if length == size else plaintext[:length]
+
+    def _authenticated_packet_received(self, peer: Peer, now: float) -> None:
+        """timersAnyAuthenticatedPacketTraversal + timersAnyAuthenticatedPacketReceived."""
+        timers = peer.timers
+        if peer.persistent_keepalive_interval:
+            self.timers.arm(
+                timers, Timer.PERSISTENT_KEEPALIVE, now + peer.persistent_keepalive_interval
+            )
+        timers.deadlines[Timer.NEW_HANDSHAKE] = None
+
+    def _authenticated_packet_sent(self, peer: Peer, now: float) -> None:
+        """timersAnyAuthenticatedPacketTraversal + timersAnyAuthenticatedPacketSent."""
+        timers = peer.timers
+        if peer.persistent_keepalive_interval:
+            self.timers.arm(
+                timers, Timer.PERSISTENT_KEEPALIVE, now + peer.persistent_keepalive_interval
+            )
+        timers.deadlines[Timer.SEND_KEEPALIVE] = None
+
+    def _confirm_keypair(self, peer: Peer, keypair: Keypair, now: float) -> None:
+        """Responder's first data under a new session: it becomes current."""
+        dropped = peer.keypairs.confirm(keypair)
+        if isinstance(dropped, Keypair):
+            self._release_keypair(dropped)
+        self._handshake_complete(peer, now)
+        self._send_staged(peer, now)
+
+    # ------------------------------------------------------------------ handshakes
+
+    def _under_load(self, now: float) -> bool:
+        if now - self._load_window_start >= 1.0:
+            self._load_window_start = now
+            self._load_count = 0
+        self._load_count += 1
+        if self._load_count > self.under_load_threshold:
+            self._under_load_until = now + UNDER_LOAD_AFTER_TIME
+        return now < self._under_load_until
+
+    def _receive_handshake(
+        self, message: bytes, message_type: int, source: Endpoint, now: float
+    ) -> None:
+        if not self.cookie_checker.check_mac1(message):
+            self.drops[Drop.BAD_MAC1] += 1
+            return
+        if self._under_load(now):
+            cookie_source = endpoint_cookie_source(source)
+            if not self.cookie_checker.check_mac2(message, cookie_source, now):
+                sender = MESSAGE_TYPE.unpack_from(message, 4)[0]
+                reply = self.cookie_checker.create_reply(message, sender, cookie_source, now)
+                self.outbox.append((source, reply))
+                self.drops[Drop.COOKIE_NEEDED] += 1
+                return
+            if not self.rate_limiter.allow(cookie_source[:-2], now):
+                self.drops[Drop.RATELIMITED] += 1
+                return
+        if message_type == MESSAGE_HANDSHAKE_INITIATION:
+            self._receive_initiation(message, source, now)
+        else:
+            self._receive_response(message, source, now)
+
+    def _receive_initiation(self, message: bytes, source: Endpoint, now: float) -> None:
+        identity = self.identity
+        assert identity is not None  # mac1 cannot verify without one
+        received = noise.open_initiation(identity, message)
+        if received is None:
+            self.drops[Drop.HANDSHAKE_FAILED] += 1
+            return
+        peer = self.peers.get(received.remote_static)
+        if peer is None:
+            self.drops[Drop.UNKNOWN_PEER] += 1
+            return
+        try:
+            noise.accept_initiation(peer.handshake, received, now)
+        except noise.InitiationRejected as rejected:
+            self.drops[rejected.reason] += 1
+            return
+        peer.endpoint = source
+        peer.rx_bytes += len(message)
+        self._authenticated_packet_received(peer, now)
+        self._send_response(peer, now)
+
+    def _send_response(self, peer: Peer, now: float) -> None:
+        handshake = peer.handshake
+        self._release_handshake_index(peer)
+        index = self.index_table.allocate(peer)
+        message = noise.create_response(handshake, index, self._random)
+        if message is None:
+            self.index_table.release(index)
+            handshake.clear()
+            self.drops[Drop.HANDSHAKE_FAILED] += 1
+            return
+        peer.cookie_generator.add_macs(message, now)
+        self._begin_session(peer, now)
+        self._authenticated_packet_sent(peer, now)
+        self._emit(peer, bytes(message))
+
+    def _receive_response(self, message: bytes, source: Endpoint, now: float) -> None:
+        receiver = RESPONSE.unpack_from(message)[2]
+        peer = self.index_table.entries.get(receiver)
+        if not isinstance(peer, Peer) or peer.handshake.local_index != receiver:
+            self.drops[Drop.UNKNOWN_INDEX] += 1
+            return
+        handshake = peer.handshake
+        if handshake.state != noise.HandshakeState.CREATED_INITIATION:
+            self.drops[Drop.UNEXPECTED_RESPONSE] += 1
+            return
+        assert self.identity is not None
+        if not noise.consume_response(self.identity, handshake, message):
+            self.drops[Drop.HANDSHAKE_FAILED] += 1
+            return
+        peer.endpoint = source
+        peer.rx_bytes += len(message)
+        self._authenticated_packet_received(peer, now)
+        self._begin_session(peer, now)
+        self._handshake_complete(peer, now)
+        self._send_keepalive(peer, now)
+
+    def _receive_cookie_reply(self, message: bytes, now: float) -> None:
+        receiver = MESSAGE_TYPE.unpack_from(message, 4)[0]
+        entry = self.index_table.entries.get(receiver)
+        if entry is None:
+            self.drops[Drop.UNKNOWN_INDEX] += 1
+            return
+        peer = entry if isinstance(entry, Peer) else entry.peer
+        assert isinstance(peer, Peer)
+        if not peer.cookie_generator.consume_reply(message, now):
+            self.drops[Drop.BAD_COOKIE_REPLY] += 1
+
+    def _send_initiation(self, peer: Peer, is_retry: bool, now: float) -> None:
+        """SendHandshakeInitiation: at most one per REKEY_TIMEOUT per peer."""
+        if not is_retry:
+            peer.handshake_attempts = 0
+        if peer.last_sent_handshake is not None and now - peer.last_sent_handshake < REKEY_TIMEOUT:
+            return
+        identity = self.identity
+        if identity is None:
+            return
+        peer.last_sent_handshake = now
+        self._release_handshake_index(peer)
+        index = self.index_table.allocate(peer)
+        message = noise.create_initiation(
+            identity, peer.handshake, index, now + self.wall_offset, self._random
+        )
+        if message is None:
+            self.index_table.release(index)
+            return
+        peer.cookie_generator.add_macs(message, now)
+        self._authenticated_packet_sent(peer, now)
+        self._emit(peer, bytes(message))
+        self.timers.arm(
+            peer.timers, Timer.RETRANSMIT_HANDSHAKE, now + REKEY_TIMEOUT + self._jitter_time()
+        )
+
+    def _begin_session(self, peer: Peer, now: float) -> None:
+        """Derive transport keys from the finished handshake and slot them in."""
+        handshake = peer.handshake
+        send_key, receive_key, is_initiator = noise.derive_transport_keys(handshake)
+        keypair = Keypair(
+            send_key,
+            receive_key,
+            is_initiator,
+            handshake.local_index,
+            handshake.remote_index,
+            now,
+            peer,
+        )
+        self.index_table.replace(handshake.local_index, keypair)
+        handshake.clear()
+        for dropped in peer.keypairs.install(keypair):
+            self._release_keypair(dropped)
+        # timersSessionDerived
+        self.timers.arm(peer.timers, Timer.ZERO_KEY_MATERIAL, now + _ZERO_KEY_MATERIAL_AFTER)
+
+    def _handshake_complete(self, peer: Peer, now: float) -> None:
+        """timersHandshakeComplete."""
+        peer.timers.cancel(Timer.RETRANSMIT_HANDSHAKE)
+        peer.handshake_attempts = 0
+        peer.sent_last_minute_handshake = False
+        peer.last_handshake_wall = now + self.wall_offset
+
+    def _release_keypair(self, keypair: Keypair) -> None:
+        if self.index_table.entries.get(keypair.local_index) is keypair:
+            self.index_table.release(keypair.local_index)
+
+    def _release_handshake_index(self, peer: Peer) -> None:
+        index = peer.handshake.local_index
+        if self.index_table.entries.get(index) is peer:
+            self.index_table.release(index)
+
+    def _clear_handshake(self, peer: Peer) -> None:
+        self._release_handshake_index(peer)
+        peer.handshake.clear()
+
+    def _zero_and_flush(self, peer: Peer) -> None:
+        """ZeroAndFlushAll: forget every session and waiting packet of the peer."""
+        for keypair in peer.keypairs.clear():
+            self._release_keypair(keypair)
+        self._clear_handshake(peer)
+        peer.staged.clear()
+
+    # ------------------------------------------------------------------ timers
+
+    def _jitter_time(self) -> float:
+        return self._jitter.random() * REKEY_TIMEOUT_JITTER_MAX
+
+    def next_deadline(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def tick(self, now: float) -> None:
+        """Run every timer due at `now` (whitepaper section 6 / wireguard-go timers.go)."""
+        for timers, timer in self.timers.expired(now):
+            self._expire(timers, timer, now)
+
+    def _expire(self, timers: PeerTimers, timer: Timer, now: float) -> None:
+        peer: Peer = timers.owner  # type: ignore[assignment]
+        if self.peers.get(peer.public_key) is not peer:
+            return
+        if timer is Timer.RETRANSMIT_HANDSHAKE:
+            if peer.handshake_attempts > MAX_TIMER_HANDSHAKES:
+                # Give up: stop asking, drop what waited, and zero keys later.
+                timers.cancel(Timer.SEND_KEEPALIVE)
+                self.drops[Drop.HANDSHAKE_TIMEOUT] += sum(1 for p in peer.staged if p)
+                peer.staged.clear()
+                if not timers.pending(Timer.ZERO_KEY_MATERIAL):
+                    self.timers.arm(timers, Timer.ZERO_KEY_MATERIAL, now + _ZERO_KEY_MATERIAL_AFTER)
+            else:
+                peer.handshake_attempts += 1
+                self._send_initiation(peer, True, now)
+        elif timer is Timer.SEND_KEEPALIVE:
+            self._send_keepalive(peer, now)
+            if peer.need_another_keepalive:
+                peer.need_another_keepalive = False
+                self.timers.arm(timers, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
+        elif timer is Timer.NEW_HANDSHAKE:
+            self._send_initiation(peer, False, now)
+        elif timer is Timer.ZERO_KEY_MATERIAL:
+            self._zero_and_flush(peer)
+        elif timer is Timer.PERSISTENT_KEEPALIVE and peer.persistent_keepalive_interval:
+            self._send_keepalive(peer, now)
+
+    # ------------------------------------------------------------------ control path
+
+    def take_outbox(self) -> list[Datagram]:
+        """Everything queued for sending since the last call."""
+        out, self.outbox = self.outbox, []
+        return out
+
