@@ -155,6 +155,10 @@ class Device:
         if peer is None:
             return
         self.allowed_ips.remove_by_peer(peer)
+        self.reset_peer(peer)
+
+    def reset_peer(self, peer: Peer) -> None:
+        """Forget the peer's sessions, waiting packets and timers (interface went down)."""
         self._zero_and_flush(peer)
         peer.timers.cancel_all()
 

@@ -1,0 +1,118 @@
+"""`wgpyd [-f] IFACE`: the userspace WireGuard daemon, a drop-in for `wireguard-go [-f] IFACE`.
+
+It creates the TUN interface and the UAPI socket, then (unless -f) detaches into the background
+and returns to the shell only once both are ready, so `wg` and `wg-quick` can use them at once.
+It exits on SIGTERM/SIGINT (removing socket and interface) or when the interface is deleted,
+which is how `wg-quick down` and `ip link del` stop it.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+
+from wgpy import __version__
+from wgpy.core.constants import DEFAULT_MTU
+from wgpy.core.device import Device
+from wgpy.io.loop import Tunnel
+from wgpy.io.tun import Tun
+from wgpy.uapi.server import UapiServer
+
+log = logging.getLogger("wgpy.daemon")
+
+_LOG_LEVELS = {
+    "verbose": logging.DEBUG,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "error": logging.ERROR,
+    "silent": logging.CRITICAL + 1,
+}
+
+
+def _configure_logging(iface: str) -> None:
+    level = _LOG_LEVELS.get(os.environ.get("LOG_LEVEL", "error").lower(), logging.ERROR)
+    logging.basicConfig(
+        level=level,
+        format=f"%(levelname)s: ({iface}) %(asctime)s %(message)s",
+        datefmt="%Y/%m/%d %H:%M:%S",
+    )
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="wgpyd", description="Userspace WireGuard daemon (wireguard-go compatible)."
+    )
+    parser.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    parser.add_argument("--version", action="version", version=f"wgpyd v{__version__}")
+    parser.add_argument("interface", metavar="INTERFACE-NAME")
+    return parser.parse_args(argv)
+
+
+def _start(iface: str, socket_dir: str) -> tuple[Tunnel, UapiServer]:
+    tun = Tun(iface, mtu=DEFAULT_MTU)
+    device = Device(wall_offset=time.time() - time.monotonic(), mtu=DEFAULT_MTU)
+    tunnel = Tunnel(tun, device)
+    server = UapiServer(tun.name, tunnel, socket_dir=socket_dir)
+    try:
+        server.start()
+    except BaseException:
+        tun.close()
+        raise
+    return tunnel, server
+
+
+def _serve(tunnel: Tunnel, server: UapiServer) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        tunnel.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        tunnel.run()
+    finally:
+        server.close()
+        tunnel.tun.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    iface = args.interface
+    socket_dir = os.environ.get("WG_SOCKET_DIR", "/var/run/wireguard")
+    _configure_logging(iface)
+    if args.foreground or os.environ.get("WG_PROCESS_FOREGROUND") == "1":
+        try:
+            tunnel, server = _start(iface, socket_dir)
+        except (OSError, ValueError) as exc:
+            print(f"wgpyd: failed to create interface {iface}: {exc}", file=sys.stderr)
+            return 1
+        _serve(tunnel, server)
+        return 0
+
+    ready_read, ready_write = os.pipe()
+    if os.fork() > 0:
+        os.close(ready_write)
+        status = os.read(ready_read, 1)
+        return 0 if status == b"1" else 1
+    os.close(ready_read)
+    os.setsid()
+    try:
+        tunnel, server = _start(iface, socket_dir)
+    except (OSError, ValueError) as exc:
+        print(f"wgpyd: failed to create interface {iface}: {exc}", file=sys.stderr)
+        os.write(ready_write, b"0")
+        os._exit(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    os.write(ready_write, b"1")
+    os.close(ready_write)
+    _serve(tunnel, server)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

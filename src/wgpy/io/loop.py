@@ -1,0 +1,258 @@
+"""The data-plane loop: TUN and UDP in, core, UDP and TUN out, timers, control calls.
+
+One thread owns the core. Each wake-up drains up to BATCH packets from every ready source
+with one clock read, so batching (and later GSO/GRO) is a change of the drain functions, not
+of the loop. Control requests (UAPI) run on the same thread through `call`, which keeps the core
+single-threaded without locks on the hot path.
+
+Like wireguard-go, the UDP socket is bound only while the interface is up, and taking the
+interface down forgets every session.
+"""
+
+import errno
+import fcntl
+import logging
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TypeVar
+
+from wgpy.core.device import Device
+from wgpy.io.tun import InterfaceGone, Tun
+from wgpy.io.udp import Endpoint, UdpSocket, normalize
+
+log = logging.getLogger("wgpy.loop")
+T = TypeVar("T")
+
+BATCH = 128
+LINK_POLL_INTERVAL = 0.1
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+_IFREQ_FLAGS = struct.Struct("16sH")
+MAX_DATAGRAM = 65536
+
+
+class Tunnel:
+    """A running WireGuard interface: TUN + UDP + core. Implements the UAPI DeviceHost."""
+
+    def __init__(self, tun: Tun, device: Device) -> None:
+        self.tun = tun
+        self.device = device
+        self.udp: UdpSocket | None = None
+        self._configured_port = 0
+        self._fwmark = 0
+        self._up = False
+        self._stopping = False
+        self._thread_id: int | None = None
+        self._calls: list[tuple[Callable[[], object], Future]] = []
+        self._calls_lock = threading.Lock()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll = select.epoll()
+        self._epoll.register(tun.fd, select.EPOLLIN)
+        self._epoll.register(self._wake, select.EPOLLIN)
+        self._control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.tun_write_errors = 0
+        self.udp_send_errors = 0
+
+    # ------------------------------------------------------------------ DeviceHost
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def listen_port(self) -> int:
+        return self.udp.port if self.udp is not None else self._configured_port
+
+    def set_listen_port(self, port: int) -> None:
+        if self.udp is not None and port != self.udp.port:
+            self._bind(port)
+        self._configured_port = port
+
+    def fwmark(self) -> int:
+        return self._fwmark
+
+    def set_fwmark(self, mark: int) -> None:
+        if self.udp is not None:
+            self.udp.set_fwmark(mark)
+        self._fwmark = mark
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the loop thread and return its result (or raise its exception)."""
+        if self._thread_id is None or threading.get_ident() == self._thread_id:
+            return fn()
+        future: Future = Future()
+        with self._calls_lock:
+            if self._stopping:
+                raise OSError(errno.ESHUTDOWN, "interface is shutting down")
+            self._calls.append((fn, future))
+        os.eventfd_write(self._wake, 1)
+        return future.result()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from signal handlers and other threads)."""
+        self._stopping = True
+        try:
+            os.eventfd_write(self._wake, 1)
+        except OSError:
+            pass
+
+    def _bind(self, port: int) -> None:
+        new = UdpSocket(port, self._fwmark)
+        if self.udp is not None:
+            self._epoll.unregister(self.udp.fileno())
+            self.udp.close()
+        self.udp = new
+        self._epoll.register(new.fileno(), select.EPOLLIN)
+        log.info("UDP bound to port %d", new.port)
+
+    def _link_is_up(self) -> bool:
+        """IFF_UP of our interface; an interface we cannot see (moved netns) counts as up."""
+        try:
+            request = _IFREQ_FLAGS.pack(self.tun.name.encode(), 0)
+            flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(self._control.fileno(), SIOCGIFFLAGS,
+                                                    request))[1]
+        except OSError:
+            return True
+        return bool(flags & IFF_UP)
+
+    def _check_link(self) -> None:
+        up = self._link_is_up()
+        if up and not self._up:
+            try:
+                self._bind(self._configured_port)
+            except OSError as exc:
+                log.error("cannot bind UDP port %d: %s", self._configured_port, exc)
+                return
+            self._up = True
+            log.info("interface is up")
+        elif not up and self._up:
+            self._up = False
+            if self.udp is not None:
+                self._epoll.unregister(self.udp.fileno())
+                self.udp.close()
+                self.udp = None
+            for peer in list(self.device.peers.values()):
+                self.device.reset_peer(peer)
+            log.info("interface is down")
+        mtu = self.tun.mtu()
+        if mtu is not None and mtu != self.device.mtu:
+            self.device.mtu = mtu
+
+    def run(self) -> None:
+        """Serve until stop() or until the interface is deleted."""
+        self._thread_id = threading.get_ident()
+        next_link_check = 0.0
+        try:
+            while not self._stopping:
+                now = time.monotonic()
+                if now >= next_link_check:
+                    self._check_link()
+                    next_link_check = now + LINK_POLL_INTERVAL
+                deadline = self.device.next_deadline()
+                wake_at = next_link_check if deadline is None else min(deadline, next_link_check)
+                events = self._epoll.poll(max(0.0, wake_at - now))
+                now = time.monotonic()
+                udp = self.udp
+                for fd, _ in events:
+                    if fd == self.tun.fd:
+                        self._drain_tun(now)
+                    elif udp is not None and fd == udp.fileno():
+                        self._drain_udp(udp, now)
+                    elif fd == self._wake:
+                        self._run_calls()
+                deadline = self.device.next_deadline()
+                if deadline is not None and deadline <= now:
+                    self.device.tick(now)
+                self._flush_outbox()
+        except InterfaceGone:
+            log.info("interface %s was deleted; shutting down", self.tun.name)
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        with self._calls_lock:
+            self._stopping = True
+            calls, self._calls = self._calls, []
+        for _, future in calls:
+            future.set_exception(OSError(errno.ESHUTDOWN, "interface is shutting down"))
+        if self.udp is not None:
+            self.udp.close()
+            self.udp = None
+        self._epoll.close()
+        self._control.close()
+        os.close(self._wake)
+
+    # ------------------------------------------------------------------ data plane
+
+    def _drain_tun(self, now: float) -> None:
+        encrypt = self.device.encrypt
+        read = self.tun.read
+        udp = self.udp
+        for _ in range(BATCH):
+            packet = read()
+            if packet is None:
+                break
+            if udp is None:
+                continue  # interface down: nothing may leave
+            result = encrypt(packet, now)
+            if result is not None:
+                self._send(udp, *result)
+        self._flush_outbox()
+
+    def _drain_udp(self, udp: UdpSocket, now: float) -> None:
+        decrypt = self.device.decrypt
+        recvfrom = udp.sock.recvfrom
+        for _ in range(BATCH):
+            try:
+                datagram, address = recvfrom(MAX_DATAGRAM)
+            except BlockingIOError:
+                break
+            except OSError as exc:  # e.g. ICMP errors surfacing as ECONNREFUSED
+                log.debug("UDP receive error: %s", exc)
+                continue
+            packet = decrypt(datagram, normalize(address), now)
+            if packet is not None:
+                try:
+                    self.tun.write(packet)
+                except InterfaceGone:
+                    raise
+                except OSError as exc:
+                    self.tun_write_errors += 1
+                    log.warning("TUN write failed: %s", exc)
+        self._flush_outbox()
+
+    def _send(self, udp: UdpSocket, endpoint: Endpoint, datagram: bytes) -> None:
+        try:
+            udp.send(endpoint, datagram)
+        except OSError as exc:
+            self.udp_send_errors += 1
+            log.debug("UDP send to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
+
+    def _flush_outbox(self) -> None:
+        if not self.device.outbox:
+            return
+        outbox = self.device.take_outbox()
+        udp = self.udp
+        if udp is None:
+            return
+        for endpoint, datagram in outbox:
+            self._send(udp, endpoint, datagram)
+
+    def _run_calls(self) -> None:
+        try:
+            os.eventfd_read(self._wake)
+        except BlockingIOError:
+            pass
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+        for fn, future in calls:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed back to the caller's thread
+                future.set_exception(exc)

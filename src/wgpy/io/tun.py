@@ -1,0 +1,82 @@
+"""Linux TUN device: `/dev/net/tun` with IFF_TUN | IFF_NO_PI, as wireguard-go opens it.
+
+The interface exists as long as the fd is open (not persistent), so closing it removes the
+interface, and an `ip link del` of the interface shows up here as EBADFD on the fd: that is
+how the daemon learns it should exit.
+"""
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+SIOCGIFMTU = 0x8921
+SIOCSIFMTU = 0x8922
+IFNAMSIZ = 16
+_IFREQ_FLAGS = struct.Struct(f"{IFNAMSIZ}sH")
+_IFREQ_MTU = struct.Struct(f"{IFNAMSIZ}si")
+
+
+class InterfaceGone(Exception):
+    """The TUN interface was deleted under us."""
+
+
+class Tun:
+    """A non-blocking TUN file descriptor with its interface name."""
+
+    def __init__(self, name: str, mtu: int | None = None) -> None:
+        if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or name in (".", ".."):
+            raise ValueError(f"invalid interface name {name!r}")
+        self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            request = _IFREQ_FLAGS.pack(name.encode(), IFF_TUN | IFF_NO_PI)
+            result = fcntl.ioctl(self.fd, TUNSETIFF, request)
+            self.name = _IFREQ_FLAGS.unpack(result)[0].rstrip(b"\0").decode()
+            if mtu is not None:
+                self.set_mtu(mtu)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def _ioctl(self, request: int, data: bytes) -> bytes:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as control:
+            return fcntl.ioctl(control.fileno(), request, data)
+
+    def set_mtu(self, mtu: int) -> None:
+        self._ioctl(SIOCSIFMTU, _IFREQ_MTU.pack(self.name.encode(), mtu))
+
+    def mtu(self) -> int | None:
+        """The interface MTU, or None if it is not visible from our namespace any more."""
+        try:
+            result = self._ioctl(SIOCGIFMTU, _IFREQ_MTU.pack(self.name.encode(), 0))
+        except OSError:
+            return None
+        return _IFREQ_MTU.unpack(result)[1]
+
+    def read(self) -> bytes | None:
+        """One packet, or None when none is waiting; InterfaceGone if it was deleted."""
+        try:
+            return os.read(self.fd, 65536)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.EBADFD, errno.EIO, errno.ENXIO):
+                raise InterfaceGone(self.name) from exc
+            raise
+
+    def write(self, packet: bytes) -> None:
+        try:
+            os.write(self.fd, packet)
+        except OSError as exc:
+            if exc.errno in (errno.EBADFD, errno.ENXIO):
+                raise InterfaceGone(self.name) from exc
+            raise
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
