@@ -9,6 +9,7 @@ Like wireguard-go, the UDP socket is bound only while the interface is up, and t
 interface down forgets every session.
 """
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -97,10 +98,8 @@ class Tunnel:
     def stop(self) -> None:
         """Ask the loop to finish (safe from signal handlers and other threads)."""
         self._stopping = True
-        try:
+        with contextlib.suppress(OSError):
             os.eventfd_write(self._wake, 1)
-        except OSError:
-            pass
 
     def _bind(self, port: int) -> None:
         new = UdpSocket(port, self._fwmark)
@@ -245,10 +244,8 @@ class Tunnel:
             self._send(udp, endpoint, datagram)
 
     def _run_calls(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._wake)
-        except BlockingIOError:
-            pass
         with self._calls_lock:
             calls, self._calls = self._calls, []
         for fn, future in calls:
