@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TypeVar
 
+from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
 from wgpy.io.tun import InterfaceGone, Tun
 from wgpy.io.udp import Endpoint, UdpSocket, normalize
@@ -35,7 +36,6 @@ LINK_POLL_INTERVAL = 0.1
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 _IFREQ_FLAGS = struct.Struct("16sH")
-MAX_DATAGRAM = 65536
 
 
 class Tunnel:
@@ -190,9 +190,12 @@ class Tunnel:
     # ------------------------------------------------------------------ data plane
 
     def _drain_tun(self, now: float) -> None:
+        """Read a batch from the TUN, encrypt each packet, send the lot (GSO where it can)."""
         encrypt = self.device.encrypt
         read = self.tun.read
         udp = self.udp
+        batch: list[tuple[Endpoint, bytes]] = []
+        append = batch.append
         for _ in range(BATCH):
             packet = read()
             if packet is None:
@@ -201,47 +204,50 @@ class Tunnel:
                 continue  # interface down: nothing may leave
             result = encrypt(packet, now)
             if result is not None:
-                self._send(udp, *result)
+                append(result)
+        if batch and udp is not None:
+            self.udp_send_errors += udp.send_batch(batch)
         self._flush_outbox()
 
     def _drain_udp(self, udp: UdpSocket, now: float) -> None:
+        """Receive a batch (GRO-coalesced where it can), decrypt each datagram, write to TUN."""
         decrypt = self.device.decrypt
-        recvfrom = udp.sock.recvfrom
-        for _ in range(BATCH):
+        receive = udp.receive
+        write = self.tun.write
+        received = 0
+        while received < BATCH:
             try:
-                datagram, address = recvfrom(MAX_DATAGRAM)
-            except BlockingIOError:
-                break
+                result = receive()
             except OSError as exc:  # e.g. ICMP errors surfacing as ECONNREFUSED
                 log.debug("UDP receive error: %s", exc)
                 continue
-            packet = decrypt(datagram, normalize(address), now)
-            if packet is not None:
-                try:
-                    self.tun.write(packet)
-                except InterfaceGone:
-                    raise
-                except OSError as exc:
-                    self.tun_write_errors += 1
-                    log.warning("TUN write failed: %s", exc)
+            if result is None:
+                break
+            data, segment, address = result
+            source = normalize(address)
+            length = len(data)
+            for offset in range(0, length, segment or 1):
+                datagram = data[offset : offset + segment]
+                received += 1
+                if datagram[0] != MESSAGE_TRANSPORT_DATA:
+                    datagram = bytes(datagram)  # the control path may keep references
+                packet = decrypt(datagram, source, now)
+                if packet is not None:
+                    try:
+                        write(packet)
+                    except InterfaceGone:
+                        raise
+                    except OSError as exc:
+                        self.tun_write_errors += 1
+                        log.warning("TUN write failed: %s", exc)
         self._flush_outbox()
-
-    def _send(self, udp: UdpSocket, endpoint: Endpoint, datagram: bytes) -> None:
-        try:
-            udp.send(endpoint, datagram)
-        except OSError as exc:
-            self.udp_send_errors += 1
-            log.debug("UDP send to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
 
     def _flush_outbox(self) -> None:
         if not self.device.outbox:
             return
         outbox = self.device.take_outbox()
-        udp = self.udp
-        if udp is None:
-            return
-        for endpoint, datagram in outbox:
-            self._send(udp, endpoint, datagram)
+        if self.udp is not None:
+            self.udp_send_errors += self.udp.send_batch(outbox)
 
     def _run_calls(self) -> None:
         with contextlib.suppress(BlockingIOError):

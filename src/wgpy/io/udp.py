@@ -4,9 +4,23 @@ Endpoints inside wgpy are `(ip_text, port)` with IPv4-mapped IPv6 unmapped, so t
 `wg show` see `192.0.2.1:51820`, not `[::ffff:192.0.2.1]:51820`.
 """
 
+import errno
+import logging
 import socket
+import struct
+
+log = logging.getLogger("wgpy.udp")
 
 SO_MARK = 36
+UDP_SEGMENT = 103  # UDP GSO: one sendmsg carries many equal-size datagrams
+UDP_GRO = 104  # UDP GRO: one recvmsg returns many coalesced datagrams
+# The kernel's limits for one GSO send: UDP_MAX_SEGMENTS (64 on older kernels) and 64 KiB.
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65000
+_SEGMENT_SIZE = struct.Struct("H")
+_GRO_SIZE = struct.Struct("i")
+RECEIVE_BUFFER_BYTES = 65536
+_GRO_ANCILLARY = socket.CMSG_SPACE(_GRO_SIZE.size)
 # Socket buffers sized for bursts of full-size datagrams (SO_*BUFFORCE needs CAP_NET_ADMIN).
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 SO_RCVBUFFORCE = 33
@@ -56,6 +70,14 @@ class UdpSocket:
         self.fwmark = fwmark
         self.dual_stack = self.sock.family == socket.AF_INET6
         self._addresses: dict[Endpoint, tuple] = {}
+        self.gso = True
+        try:
+            self.sock.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
+            self.gro = True
+        except OSError:
+            self.gro = False
+        self._receive_buffer = bytearray(RECEIVE_BUFFER_BYTES)
+        self._receive_view = memoryview(self._receive_buffer)
 
     @property
     def port(self) -> int:
@@ -76,8 +98,76 @@ class UdpSocket:
             self._addresses[endpoint] = address
         return address
 
-    def send(self, endpoint: Endpoint, datagram: bytes) -> None:
-        self.sock.sendto(datagram, self.sockaddr(endpoint))
+    def send_batch(self, batch: list[tuple[Endpoint, bytes]]) -> int:
+        """Send datagrams, coalescing runs to one endpoint into UDP GSO sends.
+
+        A run is consecutive datagrams to the same endpoint of the same size (the last may be
+        shorter), as UDP_SEGMENT requires. Returns the number of send errors.
+        """
+        errors = 0
+        count = len(batch)
+        start = 0
+        while start < count:
+            endpoint, first = batch[start]
+            size = len(first)
+            end = start + 1
+            if self.gso:
+                limit = min(count, start + GSO_MAX_SEGMENTS, start + GSO_MAX_BYTES // size)
+                while end < limit:
+                    next_endpoint, datagram = batch[end]
+                    if next_endpoint != endpoint or len(datagram) > size:
+                        break
+                    end += 1
+                    if len(datagram) < size:
+                        break
+            try:
+                if end - start == 1:
+                    self.sock.sendto(first, self.sockaddr(endpoint))
+                else:
+                    self._send_segments(endpoint, [d for _, d in batch[start:end]], size)
+            except OSError as exc:
+                errors += end - start
+                log.debug("UDP send to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
+            start = end
+        return errors
+
+    def _send_segments(self, endpoint: Endpoint, datagrams: list[bytes], size: int) -> None:
+        address = self.sockaddr(endpoint)
+        try:
+            self.sock.sendmsg(
+                [b"".join(datagrams)],
+                [(socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))],
+                0,
+                address,
+            )
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EIO, errno.EINVAL):
+                if exc.errno != errno.EINVAL:
+                    log.info("UDP GSO unavailable (%s); sending one datagram per call", exc)
+                    self.gso = False
+                for datagram in datagrams:  # EINVAL: e.g. larger than the path MTU
+                    self.sock.sendto(datagram, address)
+            else:
+                raise
+
+    def receive(self) -> tuple[memoryview, int, tuple] | None:
+        """One receive: (data, segment size, sockaddr), or None when nothing is waiting.
+
+        With GRO the data holds several datagrams of `segment size` each (the last may be
+        shorter); without, segment size is the whole length. The view is only valid until the
+        next call.
+        """
+        try:
+            length, ancillary, _, address = self.sock.recvmsg_into(
+                [self._receive_buffer], _GRO_ANCILLARY
+            )
+        except BlockingIOError:
+            return None
+        segment = length
+        for level, kind, data in ancillary:
+            if level == socket.SOL_UDP and kind == UDP_GRO:
+                segment = _GRO_SIZE.unpack(data[: _GRO_SIZE.size])[0]
+        return self._receive_view[:length], segment, address
 
     def set_fwmark(self, fwmark: int) -> None:
         self.sock.setsockopt(socket.SOL_SOCKET, SO_MARK, fwmark)
