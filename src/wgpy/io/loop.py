@@ -213,7 +213,8 @@ class Tunnel:
         """Receive a batch (GRO-coalesced where it can), decrypt each datagram, write to TUN."""
         decrypt = self.device.decrypt
         receive = udp.receive
-        write = self.tun.write
+        packets: list[bytes] = []
+        deliver = packets.append
         received = 0
         while received < BATCH:
             try:
@@ -233,13 +234,12 @@ class Tunnel:
                     datagram = bytes(datagram)  # the control path may keep references
                 packet = decrypt(datagram, source, now)
                 if packet is not None:
-                    try:
-                        write(packet)
-                    except InterfaceGone:
-                        raise
-                    except OSError as exc:
-                        self.tun_write_errors += 1
-                        log.warning("TUN write failed: %s", exc)
+                    deliver(packet)
+        if packets:
+            failures = self.tun.write_batch(packets)
+            if failures:
+                self.tun_write_errors += failures
+                log.warning("%d TUN writes failed", failures)
         self._flush_outbox()
 
     def _flush_outbox(self) -> None:

@@ -1,5 +1,8 @@
 """Linux TUN device: `/dev/net/tun` with IFF_TUN | IFF_NO_PI, as wireguard-go opens it.
 
+With `vnet_hdr` (IFF_VNET_HDR) writes can hand the kernel many TCP segments coalesced into one
+GSO packet (see offload.py); without it (older kernels, or disabled) every packet is one write.
+
 The interface exists as long as the fd is open (not persistent), so closing it removes the
 interface, and an `ip link del` of the interface shows up here as EBADFD on the fd: that is
 how the daemon learns it should exit.
@@ -10,10 +13,14 @@ import fcntl
 import os
 import socket
 import struct
+from collections.abc import Sequence
+
+from wgpy.io.offload import coalesce, strip_read
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
 SIOCGIFMTU = 0x8921
 SIOCSIFMTU = 0x8922
 IFNAMSIZ = 16
@@ -28,13 +35,22 @@ class InterfaceGone(Exception):
 class Tun:
     """A non-blocking TUN file descriptor with its interface name."""
 
-    def __init__(self, name: str, mtu: int | None = None) -> None:
+    def __init__(self, name: str, mtu: int | None = None, vnet_hdr: bool = True) -> None:
         if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or name in (".", ".."):
             raise ValueError(f"invalid interface name {name!r}")
         self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        self.vnet_hdr = vnet_hdr
+        self.malformed_reads = 0
         try:
-            request = _IFREQ_FLAGS.pack(name.encode(), IFF_TUN | IFF_NO_PI)
-            result = fcntl.ioctl(self.fd, TUNSETIFF, request)
+            flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+            try:
+                result = fcntl.ioctl(self.fd, TUNSETIFF, _IFREQ_FLAGS.pack(name.encode(), flags))
+            except OSError as exc:
+                if not vnet_hdr or exc.errno != errno.EINVAL:
+                    raise
+                self.vnet_hdr = False  # a kernel without vnet headers: plain packets
+                request = _IFREQ_FLAGS.pack(name.encode(), IFF_TUN | IFF_NO_PI)
+                result = fcntl.ioctl(self.fd, TUNSETIFF, request)
             self.name = _IFREQ_FLAGS.unpack(result)[0].rstrip(b"\0").decode()
             if mtu is not None:
                 self.set_mtu(mtu)
@@ -59,22 +75,40 @@ class Tun:
 
     def read(self) -> bytes | None:
         """One packet, or None when none is waiting; InterfaceGone if it was deleted."""
-        try:
-            return os.read(self.fd, 65536)
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            if exc.errno in (errno.EBADFD, errno.EIO, errno.ENXIO):
-                raise InterfaceGone(self.name) from exc
-            raise
+        while True:
+            try:
+                data = os.read(self.fd, 65536 + 16)
+            except BlockingIOError:
+                return None
+            except OSError as exc:
+                if exc.errno in (errno.EBADFD, errno.EIO, errno.ENXIO):
+                    raise InterfaceGone(self.name) from exc
+                raise
+            if not self.vnet_hdr:
+                return data
+            packet = strip_read(data)
+            if packet is not None:
+                return packet
+            self.malformed_reads += 1
 
-    def write(self, packet: bytes) -> None:
-        try:
-            os.write(self.fd, packet)
-        except OSError as exc:
-            if exc.errno in (errno.EBADFD, errno.ENXIO):
-                raise InterfaceGone(self.name) from exc
-            raise
+    def write_batch(self, packets: Sequence[bytes]) -> int:
+        """Write decrypted packets (coalesced where possible); returns the failed writes.
+
+        A failed write (a packet the kernel refuses) costs that write only; a deleted
+        interface raises InterfaceGone.
+        """
+        writes = coalesce(packets) if self.vnet_hdr else packets
+        failures = 0
+        for data in writes:
+            try:
+                os.write(self.fd, data)
+            except BlockingIOError:
+                failures += 1
+            except OSError as exc:
+                if exc.errno in (errno.EBADFD, errno.ENXIO):
+                    raise InterfaceGone(self.name) from exc
+                failures += 1
+        return failures
 
     def close(self) -> None:
         if self.fd >= 0:
