@@ -192,14 +192,10 @@ class Tunnel:
     def _drain_tun(self, now: float) -> None:
         """Read a batch from the TUN, encrypt each packet, send the lot (GSO where it can)."""
         encrypt = self.device.encrypt
-        read = self.tun.read
         udp = self.udp
         batch: list[tuple[Endpoint, bytes]] = []
         append = batch.append
-        for _ in range(BATCH):
-            packet = read()
-            if packet is None:
-                break
+        for packet in self.tun.read_batch(BATCH):
             if udp is None:
                 continue  # interface down: nothing may leave
             result = encrypt(packet, now)

@@ -73,23 +73,34 @@ class Tun:
             return None
         return _IFREQ_MTU.unpack(result)[1]
 
-    def read(self) -> bytes | None:
-        """One packet, or None when none is waiting; InterfaceGone if it was deleted."""
-        while True:
+    def read_batch(self, limit: int) -> list[bytes]:
+        """Up to `limit` packets waiting on the TUN; InterfaceGone if it was deleted.
+
+        No offloads are enabled towards us: segmenting TSO super-packets and finishing their
+        checksums in Python measured slower (about 0.8 against 1.1 Gbit/s) than one read
+        per packet, so every read is one complete packet behind an all-zero vnet header.
+        """
+        packets: list[bytes] = []
+        reads = 0
+        while reads < limit:
             try:
                 data = os.read(self.fd, 65536 + 16)
             except BlockingIOError:
-                return None
+                break
             except OSError as exc:
                 if exc.errno in (errno.EBADFD, errno.EIO, errno.ENXIO):
                     raise InterfaceGone(self.name) from exc
                 raise
+            reads += 1
             if not self.vnet_hdr:
-                return data
+                packets.append(data)
+                continue
             packet = strip_read(data)
-            if packet is not None:
-                return packet
-            self.malformed_reads += 1
+            if packet is None:
+                self.malformed_reads += 1
+            else:
+                packets.append(packet)
+        return packets
 
     def write_batch(self, packets: Sequence[bytes]) -> int:
         """Write decrypted packets (coalesced where possible); returns the failed writes.
