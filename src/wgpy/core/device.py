@@ -97,6 +97,8 @@ class Device:
         self.timers = TimerQueue()
         self.outbox: list[Datagram] = []
         self.drops = new_counters()
+        # Like a wireguard-go device that is down: nothing is sent and no timer runs.
+        self.running = True
         # Under load: more than this many handshake messages within one second.
         self.under_load_threshold = UNDER_LOAD_QUEUE_LENGTH
         self._load_window_start = float("-inf")
@@ -157,6 +159,19 @@ class Device:
         self.allowed_ips.remove_by_peer(peer)
         self.reset_peer(peer)
 
+    def set_running(self, running: bool, now: float) -> None:
+        """Interface up or down (wireguard-go's Up/Down): down forgets every session; up
+        sends a keepalive to each peer with a persistent keepalive interval."""
+        if running == self.running:
+            return
+        self.running = running
+        for peer in list(self.peers.values()):
+            if running:
+                if peer.persistent_keepalive_interval:
+                    self._send_keepalive(peer, now)
+            else:
+                self.reset_peer(peer)
+
     def reset_peer(self, peer: Peer) -> None:
         """Forget the peer's sessions, waiting packets and timers (interface went down)."""
         self._zero_and_flush(peer)
@@ -175,7 +190,7 @@ class Device:
         peer.persistent_keepalive_interval = interval
         if interval == 0:
             peer.timers.cancel(Timer.PERSISTENT_KEEPALIVE)
-        elif was_off and peer.endpoint is not None:
+        elif was_off and self.running:
             self._send_keepalive(peer, now)
 
     def expire_current_keypairs(self, peer: Peer) -> None:
@@ -191,6 +206,8 @@ class Device:
 
     def encrypt(self, packet: bytes, now: float) -> Datagram | None:
         """An IP packet from the TUN: route by destination, encrypt or wait for a session."""
+        if not self.running:
+            return None
         size = len(packet)
         version = packet[0] >> 4 if size else 0
         if version == 4 and size >= 20:
@@ -268,6 +285,8 @@ class Device:
             self._emit(peer, self._seal(peer, keypair, staged.popleft(), now))
 
     def _send_keepalive(self, peer: Peer, now: float) -> None:
+        if not self.running:
+            return
         if not peer.staged:
             peer.staged.append(b"")
         self._send_staged(peer, now)
@@ -505,6 +524,8 @@ class Device:
 
     def _send_initiation(self, peer: Peer, is_retry: bool, now: float) -> None:
         """SendHandshakeInitiation: at most one per REKEY_TIMEOUT per peer."""
+        if not self.running:
+            return
         if not is_retry:
             peer.handshake_attempts = 0
         if peer.last_sent_handshake is not None and now - peer.last_sent_handshake < REKEY_TIMEOUT:

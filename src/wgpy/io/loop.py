@@ -52,6 +52,7 @@ class Tunnel:
         self._thread_id: int | None = None
         self._calls: list[tuple[Callable[[], object], Future]] = []
         self._calls_lock = threading.Lock()
+        device.set_running(False, time.monotonic())  # until the interface is up
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll = select.epoll()
         self._epoll.register(tun.fd, select.EPOLLIN)
@@ -129,6 +130,7 @@ class Tunnel:
                 log.error("cannot bind UDP port %d: %s", self._configured_port, exc)
                 return
             self._up = True
+            self.device.set_running(True, time.monotonic())
             log.info("interface is up")
         elif not up and self._up:
             self._up = False
@@ -136,8 +138,7 @@ class Tunnel:
                 self._epoll.unregister(self.udp.fileno())
                 self.udp.close()
                 self.udp = None
-            for peer in list(self.device.peers.values()):
-                self.device.reset_peer(peer)
+            self.device.set_running(False, time.monotonic())
             log.info("interface is down")
         mtu = self.tun.mtu()
         if mtu is not None and mtu != self.device.mtu:

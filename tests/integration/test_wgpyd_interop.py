@@ -1,0 +1,157 @@
+"""wgpyd against wireguard-go (and itself) in namespaces, driven by the real `wg` tool."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+from tunnel_lab import tunnel_lab
+
+pytestmark = pytest.mark.root
+
+PAIRINGS = [("wgpyd", "wireguard-go"), ("wireguard-go", "wgpyd"), ("wgpyd", "wgpyd")]
+
+
+def ids(pairing: tuple[str, str]) -> str:
+    return "-to-".join(pairing)
+
+
+@pytest.mark.parametrize("pairing", PAIRINGS, ids=ids)
+@pytest.mark.parametrize("underlay", ["4", "6"])
+def test_ping_both_tunnel_families_over_each_underlay(wireguard_go, pairing, underlay):
+    """A initiates (it has B's endpoint); B answers; IPv4 and IPv6 inside the tunnel."""
+    with tunnel_lab(*pairing, endpoint_on_a=underlay) as lab:
+        lab.ping(lab.a, lab.b.tunnel4)
+        lab.ping(lab.a, lab.b.tunnel6)
+        lab.ping(lab.b, lab.a.tunnel4)
+        expected = lab.a.underlay4 if underlay == "4" else lab.a.underlay6
+        endpoint = lab.b.peer_field("endpoints")
+        assert expected in endpoint, endpoint
+        for host in (lab.a, lab.b):
+            assert int(host.peer_field("latest-handshakes")) > 0
+
+
+@pytest.mark.parametrize("pairing", PAIRINGS[:2], ids=ids)
+def test_iperf3_tcp_transfer(wireguard_go, pairing):
+    with tunnel_lab(*pairing) as lab:
+        server = lab.b.ns.popen("iperf3", "-s", "-1", "-B", lab.b.tunnel4,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.4)
+            result = lab.a.ns.run("iperf3", "-c", lab.b.tunnel4, "-t", "2", "-J", timeout=60)
+            report = json.loads(result.stdout)
+            received = report["end"]["sum_received"]["bytes"]
+            assert received > 5_000_000, received
+        finally:
+            server.wait(timeout=10)
+        rx, _tx = lab.b.peer_field("transfer").split("\t")
+        assert int(rx) > received
+
+
+@pytest.mark.parametrize("pairing", PAIRINGS[:2], ids=ids)
+def test_roaming_endpoint_follows_a_nat_rebinding(wireguard_go, pairing):
+    """B learned A's endpoint; A's NAT mapping changes (new address and port, as nftables
+    SNAT in A's namespace makes it); B's endpoint follows the authenticated packets."""
+    with tunnel_lab(*pairing) as lab:
+        lab.ping(lab.a, lab.b.tunnel4)
+        assert lab.b.peer_field("endpoints") == f"{lab.a.underlay4}:{lab.a.port}"
+        new_address = f"192.168.{lab.a.net}.77"
+        lab.a.ns.run("ip", "addr", "add", f"{new_address}/24", "dev", lab.a.veth, "nodad")
+        lab.a.ns.run("nft", "-f", "-", input=(
+            "table ip roam { chain post { type nat hook postrouting priority 100; "
+            f"udp sport {lab.a.port} snat to {new_address}:40000; }}; }}\n"))
+        lab.ping(lab.a, lab.b.tunnel4)
+        assert lab.b.peer_field("endpoints") == f"{new_address}:40000"
+        lab.ping(lab.b, lab.a.tunnel4)
+
+
+@pytest.mark.parametrize("pairing", PAIRINGS[:2], ids=ids)
+def test_persistent_keepalive_on_the_wire(wireguard_go, pairing):
+    """A sends keepalives every second with no traffic; B's receive counter grows by 32s."""
+    with tunnel_lab(*pairing) as lab:
+        lab.a.wg("set", lab.a.iface, "peer", lab.b.public_key, "persistent-keepalive", "1")
+        time.sleep(1.5)  # handshake plus the first keepalives
+        rx_before = int(lab.b.peer_field("transfer").split("\t")[0])
+        time.sleep(3.2)
+        rx_after = int(lab.b.peer_field("transfer").split("\t")[0])
+        grown = rx_after - rx_before
+        assert grown >= 2 * 32 and grown % 32 == 0, grown
+        assert lab.a.peer_field("persistent-keepalive") == "1"
+
+
+def test_inner_source_outside_allowed_ips_is_dropped_and_counted(wireguard_go):
+    """wireguard-go sends from a source wgpyd does not allow for it: dropped, counted."""
+    with tunnel_lab("wgpyd", "wireguard-go") as lab:
+        lab.ping(lab.a, lab.b.tunnel4)
+        spoof = f"10.{lab.b.net}.0.99"
+        lab.b.ns.run("ip", "addr", "add", f"{spoof}/32", "dev", lab.b.iface)
+        before = lab.a.drops()["src_not_allowed"]
+        result = lab.b.ns.run("ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", spoof,
+                              lab.a.tunnel4, check=False)
+        assert result.returncode != 0
+        assert lab.a.drops()["src_not_allowed"] >= before + 2
+        lab.ping(lab.b, lab.a.tunnel4)  # the allowed source still works
+
+
+def test_outbound_without_peer_reports_required_key_not_available(wireguard_go):
+    with tunnel_lab("wgpyd", "wireguard-go") as lab:
+        lab.a.ns.run("ip", "route", "add", "10.250.0.0/24", "dev", lab.a.iface)
+        before = lab.a.drops()["no_key"]
+        result = lab.ping(lab.a, "10.250.0.1", count=1, check=False)
+        assert result.returncode != 0
+        assert lab.a.drops()["no_key"] >= before + 1
+
+
+@pytest.mark.parametrize("kind", ["wgpyd", "wireguard-go"])
+def test_overlapping_allowed_ips_move_to_the_last_peer(wireguard_go, kind):
+    """Seed 004: two peers both given 0.0.0.0/0 -> the first shows (none)."""
+    with tunnel_lab(kind, "wgpyd", configure=False) as lab:
+        first, second = "zfiU3b7CSyTiGZ9YIAOyvKgDHsFsL78Vij6kB9615ys=", \
+            "X++p6RAoYuGE0GXiDI+bJbsS0kI9odzwIUpef5nVKRo="
+        lab.a.wg("set", lab.a.iface, "peer", first, "allowed-ips", "0.0.0.0/0")
+        lab.a.wg("set", lab.a.iface, "peer", second, "allowed-ips", "0.0.0.0/0")
+        allowed = dict(line.split("\t") for line in
+                       lab.a.wg("show", lab.a.iface, "allowed-ips").stdout.splitlines())
+        assert allowed == {first: "(none)", second: "0.0.0.0/0"}
+
+
+def test_handshake_and_data_survive_garbage_flood(wireguard_go):
+    """Random datagrams at the UDP port are dropped and counted; the tunnel keeps working."""
+    with tunnel_lab("wireguard-go", "wgpyd") as lab:
+        lab.ping(lab.a, lab.b.tunnel4)
+        from netlab import socket_in_namespace
+
+        sender = socket_in_namespace(lab.a.ns, socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for i in range(5000):
+                size = 1 + (i * 37) % 300
+                data = bytes([1 + i % 5]) + os.urandom(size)
+                sender.sendto(data, (lab.b.underlay4, lab.b.port))
+        finally:
+            sender.close()
+        lab.ping(lab.a, lab.b.tunnel4)
+        drops = lab.b.drops()
+        assert sum(drops.values()) >= 1000, drops
+
+
+@pytest.mark.slow
+def test_rekey_after_rekey_after_time(wireguard_go):
+    """With steady traffic the initiator renews the session after REKEY_AFTER_TIME (120 s)."""
+    with tunnel_lab("wgpyd", "wireguard-go") as lab:
+        lab.ping(lab.a, lab.b.tunnel4)
+        first = int(lab.a.peer_field("latest-handshakes"))
+        pinger = lab.a.ns.popen("ping", "-i", "0.5", "-w", "140", lab.b.tunnel4,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 140
+            latest = first
+            while time.monotonic() < deadline and latest == first:
+                time.sleep(2)
+                latest = int(lab.a.peer_field("latest-handshakes"))
+        finally:
+            pinger.terminate()
+            pinger.wait()
+        assert 118 <= latest - first <= 135, (first, latest)
+        lab.ping(lab.a, lab.b.tunnel4)

@@ -1,0 +1,141 @@
+"""Two hosts in namespaces, each running wgpyd or wireguard-go, configured with the real `wg`.
+
+Underlay: a veth pair with IPv4 192.168.N.x/24 and IPv6 fd00:N::x/64. Tunnel: 10.N.0.x/24 and
+fd10:N::x/64 on the WireGuard interfaces. Host 1 is "a", host 2 is "b".
+"""
+
+import contextlib
+import itertools
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from netlab import Namespace, start_wgpyd, start_wireguard_go, veth_pair
+from wgpy.core.crypto import public_key
+from wgpy.core.keys import generate_private_key, key_to_base64
+
+_counter = itertools.count(1)
+
+
+@dataclass
+class Host:
+    ns: Namespace
+    iface: str
+    veth: str
+    kind: str
+    index: int
+    net: int
+    private_key: str
+    public_key: str
+    port: int
+
+    @property
+    def underlay4(self) -> str:
+        return f"192.168.{self.net}.{self.index}"
+
+    @property
+    def underlay6(self) -> str:
+        return f"fd00:{self.net}::{self.index}"
+
+    @property
+    def tunnel4(self) -> str:
+        return f"10.{self.net}.0.{self.index}"
+
+    @property
+    def tunnel6(self) -> str:
+        return f"fd10:{self.net}::{self.index}"
+
+    def wg(self, *args: str, check: bool = True):
+        return self.ns.run("wg", *args, check=check)
+
+    def uapi_get(self) -> dict[str, list[str]]:
+        """Raw UAPI `get=1` of this host's daemon, as key -> values."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(f"/var/run/wireguard/{self.iface}.sock")
+            client.sendall(b"get=1\n\n")
+            data = b""
+            while not data.endswith(b"\n\n"):
+                chunk = client.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        result: dict[str, list[str]] = {}
+        for line in data.decode().splitlines():
+            if "=" in line:
+                key, value = line.split("=", 1)
+                result.setdefault(key, []).append(value)
+        return result
+
+    def drops(self) -> dict[str, int]:
+        return {k.removeprefix("wgpy_drop_"): int(v[0])
+                for k, v in self.uapi_get().items() if k.startswith("wgpy_drop_")}
+
+    def peer_field(self, field: str) -> str:
+        """One column of `wg show IFACE FIELD` for the (single) peer."""
+        line = self.wg("show", self.iface, field).stdout.strip().splitlines()[0]
+        return line.split("\t", 1)[1]
+
+
+@dataclass
+class Lab:
+    a: Host
+    b: Host
+
+    def ping(self, source: Host, destination: str, count: int = 3, check: bool = True):
+        return source.ns.run("ping", "-c", str(count), "-i", "0.2", "-W", "2", destination,
+                             check=check, timeout=30)
+
+
+def _key_file(directory: str, name: str, key: str) -> str:
+    path = os.path.join(directory, name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
+        handle.write(key + "\n")
+    return path
+
+
+@contextlib.contextmanager
+def tunnel_lab(kind_a: str, kind_b: str, *, endpoint_on_a: str = "4",
+               endpoint_on_b: str | None = None, configure: bool = True) -> Iterator[Lab]:
+    """Build the lab; `endpoint_on_a` says which underlay family A uses to reach B (4 or 6);
+    B learns A's endpoint by roaming unless `endpoint_on_b` is given."""
+    n = next(_counter)
+    net = 100 + (os.getpid() + n) % 100
+    tag = f"{os.getpid() % 10000}{n}"
+    starters = {"wgpyd": start_wgpyd, "wireguard-go": start_wireguard_go}
+    with (
+        Namespace(f"wgpyt-a{tag}") as ns_a,
+        Namespace(f"wgpyt-b{tag}") as ns_b,
+        tempfile.TemporaryDirectory() as keys,
+    ):
+        veth_pair(ns_a, f"va{tag}", [f"192.168.{net}.1/24", f"fd00:{net}::1/64"],
+                  ns_b, f"vb{tag}", [f"192.168.{net}.2/24", f"fd00:{net}::2/64"])
+        hosts = []
+        for index, (ns, kind, letter) in enumerate(((ns_a, kind_a, "a"), (ns_b, kind_b, "b")), 1):
+            key = generate_private_key(os.urandom)
+            hosts.append(Host(ns, f"wt{letter}{tag}", f"v{letter}{tag}", kind, index, net,
+                              key_to_base64(key), key_to_base64(public_key(key)),
+                              51820 + index))
+        a, b = hosts
+        with starters[kind_a](ns_a, a.iface), starters[kind_b](ns_b, b.iface):
+            lab = Lab(a, b)
+            if configure:
+                for host, other, family in ((a, b, endpoint_on_a), (b, a, endpoint_on_b)):
+                    args = ["set", host.iface,
+                            "private-key", _key_file(keys, host.iface, host.private_key),
+                            "listen-port", str(host.port),
+                            "peer", other.public_key,
+                            "allowed-ips", f"{other.tunnel4}/32,{other.tunnel6}/128"]
+                    if family == "4":
+                        args += ["endpoint", f"{other.underlay4}:{other.port}"]
+                    elif family == "6":
+                        args += ["endpoint", f"[{other.underlay6}]:{other.port}"]
+                    host.wg(*args)
+                    host.ns.run("ip", "addr", "add", f"{host.tunnel4}/24", "dev", host.iface)
+                    host.ns.run("ip", "addr", "add", f"{host.tunnel6}/64", "dev", host.iface,
+                                "nodad")
+                    host.ns.run("ip", "link", "set", host.iface, "up")
+                time.sleep(0.2)  # both daemons notice the link is up and bind their ports
+            yield lab
