@@ -67,9 +67,11 @@ class Tunnel:
         return time.monotonic()
 
     def listen_port(self) -> int:
+        self._check_link()  # `ip link set up` then `wg show` must see the bound port
         return self.udp.port if self.udp is not None else self._configured_port
 
     def set_listen_port(self, port: int) -> None:
+        self._check_link()
         if self.udp is not None and port != self.udp.port:
             self._bind(port)
         self._configured_port = port

@@ -1,0 +1,155 @@
+"""The same `wg` commands against wireguard-go and wgpyd give the same state and exit codes.
+
+Both daemons run in one namespace with no routes and their interfaces down, so nothing they
+are told (endpoints, keepalives) ever leaves the namespace.
+"""
+
+import os
+import socket
+import tempfile
+
+import pytest
+
+from netlab import Namespace, start_wgpyd, start_wireguard_go
+from wgpy.core.crypto import public_key
+from wgpy.core.keys import generate_private_key, key_to_base64
+
+pytestmark = pytest.mark.root
+
+
+def keypair() -> tuple[str, str]:
+    key = generate_private_key(os.urandom)
+    return key_to_base64(key), key_to_base64(public_key(key))
+
+
+def normalize_dump(text: str) -> list[str]:
+    """wireguard-go lists peers in Go map order: compare the peer lines as a set."""
+    lines = text.splitlines()
+    return lines[:1] + sorted(lines[1:])
+
+
+def normalize_showconf(text: str) -> list[str]:
+    interface, *peers = text.split("\n[Peer]\n")
+    return [interface, *sorted(peers)]
+
+
+@pytest.fixture
+def daemons(wireguard_go):
+    tag = f"{os.getpid() % 10000}"
+    with Namespace(f"wgpyu-{tag}") as ns, tempfile.TemporaryDirectory() as files:
+        go_iface, py_iface = f"wug{tag}", f"wup{tag}"
+        with start_wireguard_go(ns, go_iface), start_wgpyd(ns, py_iface):
+            yield ns, go_iface, py_iface, files
+
+
+def both(ns, go_iface, py_iface, *args: str):
+    """Run `wg ARGS` with IFACE substituted for each daemon; results must agree."""
+    results = []
+    for iface in (go_iface, py_iface):
+        argv = [iface if a == "IFACE" else a for a in args]
+        results.append(ns.run("wg", *argv, check=False))
+    go, py = results
+    assert go.returncode == py.returncode, (args, go.stderr, py.stderr)
+    return go, py
+
+
+def assert_same_state(ns, go_iface, py_iface):
+    go, py = both(ns, go_iface, py_iface, "showconf", "IFACE")
+    assert normalize_showconf(go.stdout) == normalize_showconf(py.stdout)
+    go, py = both(ns, go_iface, py_iface, "show", "IFACE", "dump")
+    assert normalize_dump(go.stdout) == normalize_dump(py.stdout)
+    for field in ("public-key", "private-key", "listen-port", "fwmark", "peers",
+                  "preshared-keys", "endpoints", "allowed-ips", "persistent-keepalive"):
+        go, py = both(ns, go_iface, py_iface, "show", "IFACE", field)
+        assert sorted(go.stdout.splitlines()) == sorted(py.stdout.splitlines()), field
+
+
+def write(files: str, name: str, text: str) -> str:
+    path = os.path.join(files, name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(text)
+    return path
+
+
+def test_wg_set_sequences_match_wireguard_go(daemons):
+    ns, go_iface, py_iface, files = daemons
+    private, _ = keypair()
+    _, peer1 = keypair()
+    _, peer2 = keypair()
+    psk, _ = keypair()
+    key_file = write(files, "key", private + "\n")
+    psk_file = write(files, "psk", psk + "\n")
+    steps = [
+        ("set", "IFACE", "private-key", key_file, "listen-port", "51900", "fwmark", "0x1234"),
+        ("set", "IFACE", "peer", peer1, "allowed-ips", "10.0.0.0/24,fd00::1/64,10.9.9.9/8",
+         "endpoint", "192.0.2.1:51820", "persistent-keepalive", "25"),
+        ("set", "IFACE", "peer", peer2, "allowed-ips", "10.0.0.0/24", "preshared-key", psk_file,
+         "endpoint", "[2001:db8::1]:51821"),
+        ("set", "IFACE", "peer", peer1, "allowed-ips", "fd00::/64,10.0.0.0/8"),
+        ("set", "IFACE", "peer", peer2, "persistent-keepalive", "off", "endpoint",
+         "192.0.2.7:1"),
+        ("set", "IFACE", "fwmark", "off", "listen-port", "51901"),
+        ("set", "IFACE", "peer", peer1, "remove"),
+        ("set", "IFACE", "peer", peer1, "allowed-ips", ""),
+        ("set", "IFACE", "peer", peer2, "allowed-ips", "0.0.0.0/0,::/0"),
+    ]
+    for step in steps:
+        both(ns, go_iface, py_iface, *step)
+        assert_same_state(ns, go_iface, py_iface)
+
+
+def test_port_in_use_fails_the_same_way(daemons):
+    ns, go_iface, py_iface, _ = daemons
+    from netlab import socket_in_namespace
+
+    holder = socket_in_namespace(ns, socket.AF_INET6, socket.SOCK_DGRAM)
+    holder.bind(("::", 0))
+    try:
+        port = str(holder.getsockname()[1])
+        for iface in (go_iface, py_iface):
+            ns.run("ip", "link", "set", iface, "up")
+        go, _py = both(ns, go_iface, py_iface, "set", "IFACE", "listen-port", port)
+        assert go.returncode != 0
+    finally:
+        holder.close()
+
+
+def test_setconf_addconf_syncconf_match(daemons):
+    ns, go_iface, py_iface, files = daemons
+    private, _ = keypair()
+    peers = [keypair()[1] for _ in range(4)]
+    base = write(files, "base.conf", f"""[Interface]
+PrivateKey = {private}
+ListenPort = 51910
+
+[Peer]
+PublicKey = {peers[0]}
+AllowedIPs = 10.1.0.0/16, fd01::/48
+Endpoint = 192.0.2.10:51820
+
+[Peer]
+PublicKey = {peers[1]}
+AllowedIPs = 10.2.0.0/16
+PersistentKeepalive = 15
+""")
+    extra = write(files, "extra.conf", f"""[Peer]
+PublicKey = {peers[2]}
+AllowedIPs = 10.1.0.0/16
+[Peer]
+PublicKey = {peers[1]}
+AllowedIPs = 10.3.0.0/16
+""")
+    sync = write(files, "sync.conf", f"""[Interface]
+PrivateKey = {private}
+ListenPort = 51911
+[Peer]
+PublicKey = {peers[3]}
+AllowedIPs = 10.4.0.0/16
+[Peer]
+PublicKey = {peers[1]}
+AllowedIPs = 10.2.0.0/16
+""")
+    for args in (("setconf", "IFACE", base), ("addconf", "IFACE", extra),
+                 ("syncconf", "IFACE", sync), ("setconf", "IFACE", base)):
+        both(ns, go_iface, py_iface, *args)
+        assert_same_state(ns, go_iface, py_iface)
