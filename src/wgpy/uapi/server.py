@@ -31,6 +31,15 @@ class _Connection:
         self.sock = sock
         self.buffer = b""
 
+    def read_byte(self) -> bytes | None:
+        if not self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buffer = chunk
+        byte, self.buffer = self.buffer[:1], self.buffer[1:]
+        return byte
+
     def readline(self) -> str | None:
         """One line without its newline; None at EOF. OverflowError for an over-long line."""
         while True:
@@ -143,10 +152,10 @@ class UapiServer:
             client.close()
 
     def _get(self, connection: _Connection) -> str | None:
-        terminator = connection.readline()
+        terminator = connection.read_byte()  # wireguard-go reads exactly one byte here
         if terminator is None:
             return None
-        if terminator != "":
+        if terminator != b"\n":
             return f"errno={EINVAL}\n\n"
         body = self.host.call(lambda: format_get(self.host))
         return body + "errno=0\n\n"
