@@ -1,8 +1,8 @@
 """`python3 -m wgpy.demo`: a real wgpy tunnel on one machine, shown step by step.
 
 Two network namespaces joined by a veth pair play two hosts. Each runs `wgpyd`, configured
-through its UAPI socket with `wgpy set`; then a ping and a short TCP transfer cross the tunnel
-and `wgpy show` prints both ends. Everything it creates is removed at the end, also on error.
+through its UAPI socket with the real `wg set`; then a ping and a short TCP transfer cross the
+tunnel and `wg show` prints both ends. Everything it creates is removed at the end, also on error.
 Needs root (namespaces, TUN). Without root it runs the in-memory core demo instead.
 """
 
@@ -40,8 +40,27 @@ def in_ns(ns: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
     return run("ip", "netns", "exec", ns, *args, **kwargs)
 
 
-def wgpy_command() -> list[str]:
-    return [sys.executable, "-m", "wgpy.cli.main"]
+def wg_command() -> list[str]:
+    """The control tool: the real `wg` (it speaks UAPI to wgpyd as to wireguard-go)."""
+    return ["wg"]
+
+
+def print_drops(iface: str) -> None:
+    """The wgpy_drop_* counters from a raw UAPI `get=1` (the real `wg` ignores them)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(os.path.join(SOCKET_DIR, f"{iface}.sock"))
+        client.sendall(b"get=1\n\n")
+        data = b""
+        while not data.endswith(b"\n\n"):
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    drops = [line.removeprefix("wgpy_drop_") for line in data.decode().splitlines()
+             if line.startswith("wgpy_drop_")]
+    print("     " + ", ".join(drops))
 
 
 @contextlib.contextmanager
@@ -80,7 +99,7 @@ def real_tunnel() -> None:
     ns_a, ns_b = f"wgpy-demo-a{suffix}", f"wgpy-demo-b{suffix}"
     if_a, if_b = f"wgdemoa{suffix}", f"wgdemob{suffix}"
     key_a, key_b = generate_private_key(os.urandom), generate_private_key(os.urandom)
-    wgpy = wgpy_command()
+    wg = wg_command()
     with tempfile.TemporaryDirectory() as keydir:
         files = {}
         for label, key in (("a", key_a), ("b", key_b)):
@@ -95,11 +114,11 @@ def real_tunnel() -> None:
                                      (ns_b, f"vdb{suffix}", "192.168.240.2/24")):
                 run("ip", "-n", ns, "addr", "add", address, "dev", dev)
                 run("ip", "-n", ns, "link", "set", dev, "up")
-            step("Configure both ends over UAPI with `wgpy set` (a drop-in `wg set`)")
-            in_ns(ns_a, *wgpy, "set", if_a, "private-key", files["a"], "listen-port", "51820",
+            step("Configure both ends over their UAPI sockets with the real `wg set`")
+            in_ns(ns_a, *wg, "set", if_a, "private-key", files["a"], "listen-port", "51820",
                   "peer", key_to_base64(public_key(key_b)), "allowed-ips", "10.240.0.2/32",
                   "endpoint", "192.168.240.2:51821")
-            in_ns(ns_b, *wgpy, "set", if_b, "private-key", files["b"], "listen-port", "51821",
+            in_ns(ns_b, *wg, "set", if_b, "private-key", files["b"], "listen-port", "51821",
                   "peer", key_to_base64(public_key(key_a)), "allowed-ips", "10.240.0.1/32")
             for ns, dev, address in ((ns_a, if_a, "10.240.0.1/24"), (ns_b, if_b, "10.240.0.2/24")):
                 run("ip", "-n", ns, "addr", "add", address, "dev", dev)
@@ -118,11 +137,11 @@ def real_tunnel() -> None:
                     print("     " + "\n     ".join(result.stdout.strip().splitlines()[-4:-1]))
                 finally:
                     server.wait(timeout=10)
-            step("`wgpy show` on both ends")
-            in_ns(ns_a, *wgpy, "show", if_a)
-            in_ns(ns_b, *wgpy, "show", if_b)
+            step("`wg show` on both ends")
+            in_ns(ns_a, *wg, "show", if_a)
+            in_ns(ns_b, *wg, "show", if_b)
             step("Why packets were dropped, by reason (all zero is good news)")
-            in_ns(ns_b, *wgpy, "show", if_b, "--drops", check=False)
+            print_drops(if_b)
             step("Cleaning up: deleting the interfaces stops the daemons")
     print("\nDone: namespaces, interfaces and sockets removed.")
 
