@@ -4,7 +4,6 @@ import itertools
 
 import pytest
 
-from inmemory import Pair, ipv4_packet, ipv6_packet
 from wgpy.core.constants import (
     KEEPALIVE_TIMEOUT,
     MESSAGE_INITIATION_SIZE,
@@ -18,6 +17,8 @@ from wgpy.core.constants import (
     REKEY_TIMEOUT,
 )
 from wgpy.core.drops import Drop
+
+from inmemory import Pair, ipv4_packet, ipv6_packet
 
 
 def initiations(datagrams: list[bytes]) -> int:

@@ -3,8 +3,9 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from inmemory import Pair, ipv4_packet
 from wgpy.core.drops import Drop
+
+from inmemory import Pair, ipv4_packet
 
 
 def snapshot(side) -> tuple:

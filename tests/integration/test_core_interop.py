@@ -12,11 +12,12 @@ import subprocess
 import time
 
 import pytest
-from netlab import Namespace, socket_in_namespace, start_wireguard_go, veth_pair
 
 from wgpy.core.crypto import public_key
 from wgpy.core.device import Device
 from wgpy.core.keys import generate_private_key, key_to_base64
+
+from netlab import Namespace, socket_in_namespace, start_wireguard_go, veth_pair
 
 pytestmark = pytest.mark.root
 

@@ -10,9 +10,10 @@ import tempfile
 
 import pytest
 
-from netlab import Namespace, start_wgpyd, start_wireguard_go
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
+
+from netlab import Namespace, start_wgpyd, start_wireguard_go
 
 pytestmark = pytest.mark.root
 

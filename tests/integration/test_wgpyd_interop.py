@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+
 from tunnel_lab import tunnel_lab
 
 pytestmark = pytest.mark.root

@@ -9,10 +9,11 @@ import tempfile
 import time
 
 import pytest
-from netlab import Namespace, wait_for_socket
 
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
+
+from netlab import Namespace, wait_for_socket
 
 pytestmark = pytest.mark.root
 

@@ -13,9 +13,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from netlab import Namespace, start_wgpyd, start_wireguard_go, veth_pair
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
+
+from netlab import Namespace, start_wgpyd, start_wireguard_go, veth_pair
 
 _counter = itertools.count(1)
 
