@@ -1,7 +1,8 @@
 """The same `wg` commands against wireguard-go and wgpyd give the same state and exit codes.
 
-Both daemons run in one namespace with no routes and their interfaces down, so nothing they
-are told (endpoints, keepalives) ever leaves the namespace.
+Each daemon runs in a namespace of its own (both bind their ports from the start, as
+wireguard-go does) with no routes and the interface down, so nothing they are told
+(endpoints, keepalives) ever leaves its namespace.
 """
 
 import os
@@ -13,7 +14,7 @@ import pytest
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
 
-from netlab import Namespace, start_wgpyd, start_wireguard_go
+from netlab import Namespace, socket_in_namespace, start_wgpyd, start_wireguard_go
 
 pytestmark = pytest.mark.root
 
@@ -34,13 +35,25 @@ def normalize_showconf(text: str) -> list[str]:
     return [interface, *sorted(peers)]
 
 
+class Spaces:
+    """The namespace of each daemon, found from the interface named in a command."""
+
+    def __init__(self, **by_iface: Namespace) -> None:
+        self.by_iface = by_iface
+
+    def run(self, *args: str, check: bool = True):
+        iface = next(a for a in args if a in self.by_iface)
+        return self.by_iface[iface].run(*args, check=check)
+
+
 @pytest.fixture
 def daemons(wireguard_go):
     tag = f"{os.getpid() % 10000}"
-    with Namespace(f"wgpyu-{tag}") as ns, tempfile.TemporaryDirectory() as files:
+    with (Namespace(f"wgpyu-g{tag}") as go_ns, Namespace(f"wgpyu-p{tag}") as py_ns,
+          tempfile.TemporaryDirectory() as files):
         go_iface, py_iface = f"wug{tag}", f"wup{tag}"
-        with start_wireguard_go(ns, go_iface), start_wgpyd(ns, py_iface):
-            yield ns, go_iface, py_iface, files
+        with start_wireguard_go(go_ns, go_iface), start_wgpyd(py_ns, py_iface):
+            yield Spaces(**{go_iface: go_ns, py_iface: py_ns}), go_iface, py_iface, files
 
 
 def both(ns, go_iface, py_iface, *args: str):
@@ -101,18 +114,20 @@ def test_wg_set_sequences_match_wireguard_go(daemons):
 
 def test_port_in_use_fails_the_same_way(daemons):
     ns, go_iface, py_iface, _ = daemons
-    from netlab import socket_in_namespace
-
-    holder = socket_in_namespace(ns, socket.AF_INET6, socket.SOCK_DGRAM)
-    holder.bind(("::", 0))
+    holders = []
     try:
-        port = str(holder.getsockname()[1])
-        for iface in (go_iface, py_iface):
-            ns.run("ip", "link", "set", iface, "up")
-        go, _py = both(ns, go_iface, py_iface, "set", "IFACE", "listen-port", port)
+        port = 0
+        for iface in (go_iface, py_iface):  # the same busy port in each namespace
+            holder = socket_in_namespace(ns.by_iface[iface], socket.AF_INET6, socket.SOCK_DGRAM)
+            holders.append(holder)
+            holder.bind(("::", port))
+            port = holder.getsockname()[1]
+        go, py = both(ns, go_iface, py_iface, "set", "IFACE", "listen-port", str(port))
         assert go.returncode != 0
+        assert "Address already in use" in go.stderr and "Address already in use" in py.stderr
     finally:
-        holder.close()
+        for holder in holders:
+            holder.close()
 
 
 def test_setconf_addconf_syncconf_match(daemons):

@@ -127,7 +127,7 @@ def test_bad_set_gets_errno_and_changes_nothing(server, line, code):
     else:
         # the bad device line first, then valid lines that must not be applied either
         body = f"set=1\n{line}\nfwmark=5\npublic_key={PEER2.hex()}\n\n"
-    assert request(uapi.path, body) == f"errno={code}\n\n"
+    assert request(uapi.path, body) == f"errno=-{code}\n\n"
     assert request(uapi.path, "get=1\n\n") == before
 
 
@@ -185,7 +185,7 @@ def test_garbage_half_requests_and_long_lines_do_not_hurt_the_server(server):
         assert get(uapi.path)["listen_port"] == ["9"]
     finally:
         stalled.close()
-    assert request(uapi.path, "get=1\nx") == "errno=22\n\n"  # as wireguard-go: one byte
+    assert request(uapi.path, "get=1\nx") == "errno=-22\n\n"  # as wireguard-go: one byte
 
 
 def test_concurrent_clients(server):

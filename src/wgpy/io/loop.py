@@ -5,8 +5,8 @@ with one clock read, so batching (and later GSO/GRO) is a change of the drain fu
 of the loop. Control requests (UAPI) run on the same thread through `call`, which keeps the core
 single-threaded without locks on the hot path.
 
-Like wireguard-go, the UDP socket is bound only while the interface is up, and taking the
-interface down forgets every session.
+Like wireguard-go, the UDP port is bound from the start (a random one until ListenPort is
+set), traffic flows only while the interface is up, and taking it down forgets every session.
 """
 
 import contextlib
@@ -45,7 +45,6 @@ class Tunnel:
         self.tun = tun
         self.device = device
         self.udp: UdpSocket | None = None
-        self._configured_port = 0
         self._fwmark = 0
         self._up = False
         self._stopping = False
@@ -60,6 +59,7 @@ class Tunnel:
         self._control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.tun_write_errors = 0
         self.udp_send_errors = 0
+        self._bind(0)
 
     # ------------------------------------------------------------------ DeviceHost
 
@@ -67,14 +67,12 @@ class Tunnel:
         return time.monotonic()
 
     def listen_port(self) -> int:
-        self._check_link()  # `ip link set up` then `wg show` must see the bound port
-        return self.udp.port if self.udp is not None else self._configured_port
+        return self.udp.port if self.udp is not None else 0
 
     def set_listen_port(self, port: int) -> None:
-        self._check_link()
-        if self.udp is not None and port != self.udp.port:
+        """Rebind (port 0: a new random port); OSError, e.g. EADDRINUSE, leaves the old one."""
+        if self.udp is None or port != self.udp.port:
             self._bind(port)
-        self._configured_port = port
 
     def fwmark(self) -> int:
         return self._fwmark
@@ -125,23 +123,10 @@ class Tunnel:
 
     def _check_link(self) -> None:
         up = self._link_is_up()
-        if up and not self._up:
-            try:
-                self._bind(self._configured_port)
-            except OSError as exc:
-                log.error("cannot bind UDP port %d: %s", self._configured_port, exc)
-                return
-            self._up = True
-            self.device.set_running(True, time.monotonic())
-            log.info("interface is up")
-        elif not up and self._up:
-            self._up = False
-            if self.udp is not None:
-                self._epoll.unregister(self.udp.fileno())
-                self.udp.close()
-                self.udp = None
-            self.device.set_running(False, time.monotonic())
-            log.info("interface is down")
+        if up != self._up:
+            self._up = up
+            self.device.set_running(up, time.monotonic())
+            log.info("interface is %s", "up" if up else "down")
         mtu = self.tun.mtu()
         if mtu is not None and mtu != self.device.mtu:
             self.device.mtu = mtu
@@ -224,6 +209,8 @@ class Tunnel:
             if result is None:
                 break
             data, segment, address = result
+            if not self.device.running:
+                continue  # interface down: nothing is received
             source = normalize(address)
             length = len(data)
             for offset in range(0, length, segment or 1):

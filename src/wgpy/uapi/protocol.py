@@ -23,7 +23,8 @@ from wgpy.core.keys import KeyFormatError, key_from_hex
 
 T = TypeVar("T")
 
-# The errno numbers wireguard-go answers with (ipc.IpcError*), sent positive.
+# The errno numbers wireguard-go answers with (ipc.IpcError*); on the wire they are
+# negative (`errno=-22`), which `wg` negates back for strerror.
 EIO = errno.EIO
 EPROTO = errno.EPROTO
 EINVAL = errno.EINVAL

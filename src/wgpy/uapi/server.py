@@ -156,7 +156,7 @@ class UapiServer:
         if terminator is None:
             return None
         if terminator != b"\n":
-            return f"errno={EINVAL}\n\n"
+            return f"errno=-{EINVAL}\n\n"
         body = self.host.call(lambda: format_get(self.host))
         return body + "errno=0\n\n"
 
@@ -170,11 +170,11 @@ class UapiServer:
                 break
             lines.append(line)
             if len(lines) > MAX_REQUEST_LINES:
-                return f"errno={EIO}\n\n"
+                return f"errno=-{EIO}\n\n"
         try:
             request = parse_set(lines)
             apply_set(self.host, request)
         except UapiError as exc:
             log.error("UAPI set refused: %s", exc)
-            return f"errno={exc.code}\n\n"
+            return f"errno=-{exc.code}\n\n"
         return "errno=0\n\n"
