@@ -186,6 +186,7 @@ def parse_endpoint(value: str) -> Endpoint:
 
 _QUICK_LIST_KEYS = {"address": "addresses", "dns": "dns", "preup": "pre_up",
                     "postup": "post_up", "predown": "pre_down", "postdown": "post_down"}
+_QUICK_KEYS = {*_QUICK_LIST_KEYS, "mtu", "table", "saveconfig"}
 
 
 def _clean(line: str) -> str:
@@ -220,6 +221,9 @@ def parse_config(text: str, *, filename: str = "<config>", quick: bool = False,
             peer_lines.append((peer, number))
             continue
         key, equals, value = line.partition("=")
+        if quick and section == "interface" and key.lower() in _QUICK_KEYS:
+            # wg-quick reads its own keys itself and only trims the value (hooks keep spaces)
+            value = raw.split("#", 1)[0].partition("=")[2].strip(_SPACE)
         if not equals or not value or section is None:
             raise ConfigError(f"line unrecognized: '{line}'", file=filename, line=number)
         try:
@@ -266,7 +270,8 @@ def _apply(device: DeviceConfig, peer: PeerConfig | None, section: str, key: str
 def _apply_quick(device: DeviceConfig, name: str, value: str) -> bool:
     quick = device.quick
     if name in _QUICK_LIST_KEYS:
-        items = value.split(",") if name in ("address", "dns") else [value]
+        items = [i.strip(_SPACE) for i in value.split(",")] if name in ("address", "dns") \
+            else [value]
         getattr(quick, _QUICK_LIST_KEYS[name]).extend(i for i in items if i)
     elif name == "mtu":
         number = _strtoul(value, 10)
