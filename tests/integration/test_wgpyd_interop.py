@@ -93,6 +93,9 @@ def test_inner_source_outside_allowed_ips_is_dropped_and_counted(wireguard_go):
                               lab.a.tunnel4, check=False)
         assert result.returncode != 0
         assert lab.a.drops()["src_not_allowed"] >= before + 2
+        shown = lab.a.ns.run("wgpy", "show", lab.a.iface, "--drops").stdout
+        counts = dict(line.split() for line in shown.splitlines())
+        assert int(counts["src_not_allowed"]) >= before + 2
         lab.ping(lab.b, lab.a.tunnel4)  # the allowed source still works
 
 
