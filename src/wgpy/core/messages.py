@@ -14,7 +14,6 @@ from wgpy.core.constants import (
     MESSAGE_HANDSHAKE_RESPONSE,
     MESSAGE_INITIATION_SIZE,
     MESSAGE_RESPONSE_SIZE,
-    MESSAGE_TRANSPORT_DATA,
     MESSAGE_TRANSPORT_HEADER_SIZE,
 )
 
@@ -44,7 +43,3 @@ HANDSHAKE_SIZES: Final = {
     MESSAGE_HANDSHAKE_COOKIE: MESSAGE_COOKIE_REPLY_SIZE,
 }
 
-
-def pack_transport_header(buffer: bytearray, receiver: int, counter: int) -> None:
-    """Write the 16-byte transport header at the start of `buffer`."""
-    TRANSPORT_HEADER.pack_into(buffer, 0, MESSAGE_TRANSPORT_DATA, receiver, counter)
