@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
+from wgpy.uapi.client import get_extensions
 
 SOCKET_DIR = "/var/run/wireguard"
 
@@ -46,21 +47,9 @@ def wg_command() -> list[str]:
 
 
 def print_drops(iface: str) -> None:
-    """The wgpy_drop_* counters from a raw UAPI `get=1` (the real `wg` ignores them)."""
-    import socket
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.connect(os.path.join(SOCKET_DIR, f"{iface}.sock"))
-        client.sendall(b"get=1\n\n")
-        data = b""
-        while not data.endswith(b"\n\n"):
-            chunk = client.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    drops = [line.removeprefix("wgpy_drop_") for line in data.decode().splitlines()
-             if line.startswith("wgpy_drop_")]
-    print("     " + ", ".join(drops))
+    """The wgpy_drop_* counters, an extension of the UAPI `get` (the real `wg` ignores it)."""
+    drops = get_extensions(iface)
+    print("     " + ", ".join(f"{k.removeprefix('wgpy_drop_')}={v}" for k, v in drops.items()))
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ fd10:N::x/64 on the WireGuard interfaces. Host 1 is "a", host 2 is "b".
 import contextlib
 import itertools
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
+from wgpy.uapi.client import get_extensions
 
 from netlab import Namespace, start_wgpyd, start_wireguard_go, veth_pair
 
@@ -52,27 +52,10 @@ class Host:
     def wg(self, *args: str, check: bool = True):
         return self.ns.run("wg", *args, check=check)
 
-    def uapi_get(self) -> dict[str, list[str]]:
-        """Raw UAPI `get=1` of this host's daemon, as key -> values."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.connect(f"/var/run/wireguard/{self.iface}.sock")
-            client.sendall(b"get=1\n\n")
-            data = b""
-            while not data.endswith(b"\n\n"):
-                chunk = client.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        result: dict[str, list[str]] = {}
-        for line in data.decode().splitlines():
-            if "=" in line:
-                key, value = line.split("=", 1)
-                result.setdefault(key, []).append(value)
-        return result
-
     def drops(self) -> dict[str, int]:
-        return {k.removeprefix("wgpy_drop_"): int(v[0])
-                for k, v in self.uapi_get().items() if k.startswith("wgpy_drop_")}
+        """The named drop counters wgpyd reports over UAPI."""
+        return {k.removeprefix("wgpy_drop_"): int(v)
+                for k, v in get_extensions(self.iface).items() if k.startswith("wgpy_drop_")}
 
     def peer_field(self, field: str) -> str:
         """One column of `wg show IFACE FIELD` for the (single) peer."""
