@@ -1,0 +1,216 @@
+"""Two network namespaces joined by a veth pair, and WireGuard daemons started inside them.
+
+The benchmarks own everything they create: namespaces are named `wgpyb-…` and interfaces
+`wb…` with this process's PID in them, daemons run in the foreground (`-f`) so we hold their
+PIDs, and every exit path (error, Ctrl-C, SIGTERM) stops the daemons by PID and deletes the
+namespaces, which takes the veth and TUN links with them.
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+NS_PREFIX = "wgpyb-"
+SOCKET_DIR = "/var/run/wireguard"
+MTU = 1420
+UNDERLAY = ("10.201.0.1", "10.201.0.2")
+TUNNEL = ("10.202.0.1", "10.202.0.2")
+LISTEN_PORTS = (51901, 51902)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Daemon kind -> argv before the interface name. Both create IFACE.sock in SOCKET_DIR when ready.
+DAEMON_ARGV = {
+    "wireguard-go": lambda: [shutil.which("wireguard-go") or "wireguard-go", "-f"],
+    "wgpyd": lambda: [sys.executable, "-m", "wgpy.daemon", "-f"],
+}
+
+
+class BenchError(RuntimeError):
+    """A configuration could not be set up or measured; the message becomes its report row."""
+
+
+def run(*argv: str, timeout: float = 30, check: bool = True,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    """Run a command; a failure raises BenchError carrying its stderr."""
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                input=input)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"{' '.join(argv[:6])}: timed out after {timeout:.0f} s") from exc
+    except FileNotFoundError as exc:
+        raise BenchError(f"{argv[0]} is not installed") from exc
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise BenchError(f"{' '.join(argv[:6])}: exit {result.returncode}: "
+                         f"{detail[-1] if detail else 'no output'}")
+    return result
+
+
+def stop_process(process: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM the process by PID, SIGKILL it if it lingers, and reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a whole process (all its threads), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kib(pid: int, key: str) -> int:
+    """A `kB` line of /proc/PID/status (VmRSS, VmHWM)."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise BenchError(f"no {key} in /proc/{pid}/status")
+
+
+class Namespace:
+    """A network namespace with lo up; deleted on exit."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> "Namespace":
+        run("ip", "netns", "add", self.name)
+        try:
+            self.run("ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+    def run(self, *argv: str, **kwargs) -> subprocess.CompletedProcess:
+        return run("ip", "netns", "exec", self.name, *argv, **kwargs)
+
+    def popen(self, *argv: str, **kwargs) -> subprocess.Popen:
+        """A child in the namespace. `ip netns exec` execs in place, so its PID is the
+        command's own; a new session keeps the terminal's Ctrl-C away from it (we stop it)."""
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *argv],
+                                start_new_session=True, **kwargs)
+
+
+@dataclass
+class Daemon:
+    kind: str
+    iface: str
+    process: subprocess.Popen
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+
+@contextlib.contextmanager
+def daemon(ns: Namespace, kind: str, iface: str, timeout: float = 10.0) -> Iterator[Daemon]:
+    """Start `kind` in the foreground for `iface` inside `ns`; stop it by PID afterwards."""
+    socket_path = os.path.join(SOCKET_DIR, f"{iface}.sock")
+    env = dict(os.environ, LOG_LEVEL="error")
+    with tempfile.TemporaryFile() as errors:
+        process = ns.popen(*DAEMON_ARGV[kind](), iface, stdout=subprocess.DEVNULL,
+                           stderr=errors, env=env)
+        try:
+            deadline = time.monotonic() + timeout
+            while not os.path.exists(socket_path):
+                if process.poll() is not None:
+                    errors.seek(0)
+                    lines = errors.read().decode(errors="replace").strip().splitlines()
+                    raise BenchError(f"{kind} exited with {process.returncode}: "
+                                     f"{lines[-1] if lines else 'no output'}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{kind}: no UAPI socket after {timeout:.0f} s")
+                time.sleep(0.02)
+            yield Daemon(kind, iface, process)
+        finally:
+            stop_process(process)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path)
+
+
+def genkey() -> tuple[str, str]:
+    """(private, public) in base64, from the real `wg`."""
+    private = run("wg", "genkey").stdout.strip()
+    public = run("wg", "pubkey", input=private + "\n").stdout.strip()
+    return private, public
+
+
+class Testbed:
+    """Namespaces A and B joined by a veth pair (`UNDERLAY` addresses); tunnels come and go.
+
+    `with Testbed() as bed:` builds it; leaving the block tears down everything it started.
+    """
+
+    def __init__(self, tag: str | None = None) -> None:
+        self.tag = tag or str(os.getpid())
+        self.names = (f"{NS_PREFIX}a{self.tag}", f"{NS_PREFIX}b{self.tag}")
+        self.veths = (f"wbv{self.tag}a", f"wbv{self.tag}b")
+        self.ifaces = (f"wb{self.tag}a", f"wb{self.tag}b")
+        self._stack = contextlib.ExitStack()
+        self.a: Namespace
+        self.b: Namespace
+
+    def __enter__(self) -> "Testbed":
+        try:
+            self.a = self._stack.enter_context(Namespace(self.names[0]))
+            self.b = self._stack.enter_context(Namespace(self.names[1]))
+            self.keydir = self._stack.enter_context(tempfile.TemporaryDirectory())
+            run("ip", "link", "add", self.veths[0], "netns", self.a.name, "type", "veth",
+                "peer", "name", self.veths[1], "netns", self.b.name)
+            for ns, veth, address in zip((self.a, self.b), self.veths, UNDERLAY, strict=True):
+                ns.run("ip", "addr", "add", f"{address}/24", "dev", veth)
+                ns.run("ip", "link", "set", veth, "up")
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    @contextlib.contextmanager
+    def tunnel(self, kind_a: str, kind_b: str) -> Iterator[tuple[Daemon, Daemon]]:
+        """Daemons of the given kinds in A and B, configured by `wg set` and brought up with
+        `TUNNEL` addresses and MTU 1420. Both ends know the other's endpoint."""
+        with contextlib.ExitStack() as stack:
+            daemons = []
+            for ns, kind, iface in zip((self.a, self.b), (kind_a, kind_b), self.ifaces,
+                                       strict=True):
+                daemons.append(stack.enter_context(daemon(ns, kind, iface)))
+            keys = [genkey(), genkey()]
+            for i, (ns, iface) in enumerate(zip((self.a, self.b), self.ifaces, strict=True)):
+                other = 1 - i
+                key_file = os.path.join(self.keydir, iface)
+                with open(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                          "w") as handle:
+                    handle.write(keys[i][0] + "\n")
+                ns.run("wg", "set", iface, "private-key", key_file,
+                       "listen-port", str(LISTEN_PORTS[i]),
+                       "peer", keys[other][1], "allowed-ips", f"{TUNNEL[other]}/32",
+                       "endpoint", f"{UNDERLAY[other]}:{LISTEN_PORTS[other]}")
+                ns.run("ip", "addr", "add", f"{TUNNEL[i]}/24", "dev", iface)
+                ns.run("ip", "link", "set", iface, "mtu", str(MTU), "up")
+            yield daemons[0], daemons[1]

@@ -1,0 +1,114 @@
+"""Every benchmark runs end to end in its --smoke mode and leaves nothing behind.
+
+No timing is asserted (CI machines vary); what must hold is that each bench exits 0, prints
+its table, writes a JSON in which every configuration actually ran, and cleans up its
+namespaces, sockets and daemons, also when interrupted.
+"""
+
+import glob
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "bench")
+CONFIG_LABELS = ("raw veth", "wireguard-go ↔ wireguard-go", "wgpyd ↔ wgpyd",
+                 "wgpyd → wireguard-go", "wireguard-go → wgpyd")
+
+
+def bench(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(BENCH, script), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def only_json(directory) -> dict:
+    (path,) = glob.glob(os.path.join(directory, "*.json"))
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def leftovers(tag: str) -> list[str]:
+    """Namespaces, UAPI sockets and processes that carry a bench run's PID tag."""
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    ours = {f"wgpyb-a{tag}", f"wgpyb-b{tag}", f"wgpyb-p{tag}"}
+    found = [line.split()[0] for line in namespaces.splitlines() if line.split()[0] in ours]
+    found += [name for name in os.listdir("/var/run/wireguard") if name.startswith(f"wb{tag}")]
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.startswith(f"wb{tag}".encode()) for arg in argv):
+            found.append(f"process {pid}: {b' '.join(argv).decode(errors='replace')}")
+    return found
+
+
+def test_handshakes_smoke(tmp_path):
+    result = bench("bench_handshakes.py", "--smoke", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "handshakes completed" in result.stdout
+    summary = only_json(tmp_path)["summary"]
+    assert set(summary) == {"handshake", "bad_mac1", "cookie_reply"}
+    assert all(entry["per_second"] > 0 for entry in summary.values())
+
+
+@pytest.mark.root
+def test_peers_smoke(wireguard_go, tmp_path):
+    result = bench("bench_peers.py", "--smoke", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = only_json(tmp_path)["runs"]
+    assert sorted(run["daemon"] for run in runs) == ["wgpyd", "wireguard-go"]
+    assert all(run["status"] == "ok" and run["rss_kib"] > 0 for run in runs), runs
+    assert "| wgpyd | 1/1 |" in result.stdout
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_throughput_smoke(wireguard_go, tmp_path):
+    process = subprocess.Popen([sys.executable, os.path.join(BENCH, "run.py"), "--smoke",
+                                "--out", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 0, stdout + stderr
+    for label in CONFIG_LABELS:
+        assert f"| {label} " in stdout
+    data = only_json(tmp_path)
+    assert {run["config"] for run in data["runs"]} == {
+        "raw", "go-go", "wgpyd-wgpyd", "wgpyd-go", "go-wgpyd"}
+    for run in data["runs"]:
+        assert run["status"] == "ok", run
+        tunneled = run["config"] != "raw"
+        assert (run["metrics"]["cpu_a_s_per_gb"] is not None) == tunneled, run
+    has_matplotlib = importlib.util.find_spec("matplotlib") is not None
+    assert bool(glob.glob(os.path.join(tmp_path, "*.png"))) == has_matplotlib
+    assert leftovers(str(process.pid)) == []
+
+
+@pytest.mark.root
+def test_throughput_interrupted_cleans_up(wireguard_go, tmp_path):
+    process = subprocess.Popen([sys.executable, os.path.join(BENCH, "run.py"), "--only",
+                                "go-go", "--out", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tag = str(process.pid)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(f"/var/run/wireguard/wb{tag}b.sock"):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "daemons never came up"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "cleaned up" in stderr
+    assert leftovers(tag) == []
+    assert not glob.glob(os.path.join(tmp_path, "*.json"))
