@@ -2,33 +2,79 @@
 
 Everything here cleans up after itself, also when a test fails: namespaces are deleted,
 daemons we started are stopped by PID (never by name), and sockets are removed.
+
+    with Namespace(unique_name("mytest-")) as a, Namespace(unique_name("mytest-")) as b:
+        veth_pair(a, "va", "10.0.0.1/24", b, "vb", "10.0.0.2/24")
+        iface = unique_name("wt", max_len=15)
+        with start_wireguard_go(a, iface):
+            a.run("wg", "show", iface)
+
+Daemons run in the foreground (`-f`), so we hold their PID instead of hunting for a forked
+child. The UAPI socket directory /var/run/wireguard is shared by every namespace: interface
+names must be unique across the whole machine, hence `unique_name`. A daemon is stopped the
+way wg-quick stops one, by deleting its link (the daemon sees the TUN vanish and exits);
+only if that fails is the process we started terminated, then killed.
 """
 
 import contextlib
 import ctypes
+import itertools
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 
 SOCKET_DIR = "/var/run/wireguard"
 CLONE_NEWNET = 0x40000000
+_COUNTER = itertools.count()
+
+
+def unique_name(prefix: str, max_len: int | None = None) -> str:
+    """`prefix` + a token unique to this process and call (base 36 of PID and a counter).
+
+    Interface names are limited to 15 characters (IFNAMSIZ - 1): pass `max_len=15` and a
+    short prefix; the name is refused rather than truncated into a possible collision.
+    """
+    token = _base36(os.getpid()) + _base36(next(_COUNTER))
+    name = f"{prefix}{token}"
+    if max_len is not None and len(name) > max_len:
+        raise ValueError(f"{name!r} is longer than {max_len} characters: shorten the prefix")
+    return name
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text
 
 
 class Namespace:
-    """`with Namespace("name") as ns:` creates the namespace (lo up) and deletes it after."""
+    """`with Namespace("name") as ns:` creates the namespace (lo up) and deletes it after.
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    Without a name, one is made from `prefix` with `unique_name`. A stale namespace of the
+    same name (left by a killed run) is deleted first.
+    """
+
+    def __init__(self, name: str | None = None, prefix: str = "netlab-") -> None:
+        self.name = name if name is not None else unique_name(prefix)
 
     def __enter__(self) -> "Namespace":
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
         subprocess.run(["ip", "netns", "add", self.name], check=True, capture_output=True)
-        self.run("ip", "link", "set", "lo", "up")
+        try:
+            self.run("ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -78,23 +124,52 @@ def wait_for_socket(iface: str, process: subprocess.Popen | None = None,
 @contextlib.contextmanager
 def _daemon(ns: Namespace, iface: str, argv: list[str],
             env: dict | None = None) -> Iterator[subprocess.Popen]:
-    process = ns.popen(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    """Run a UAPI daemon in the foreground until the block ends; its stderr goes to a file
+    (a pipe nobody reads could fill and stall it) and is quoted if it fails to start."""
+    _claim_socket(iface)
+    with tempfile.TemporaryFile() as log:
+        process = ns.popen(*argv, stdout=subprocess.DEVNULL, stderr=log, env=env)
+        try:
+            try:
+                wait_for_socket(iface, process)
+            except (RuntimeError, TimeoutError) as exc:
+                log.seek(0)
+                message = log.read().decode(errors="replace").strip()
+                raise RuntimeError(f"{exc}: {message}" if message else str(exc)) from None
+            yield process
+        finally:
+            _stop(ns, iface, process)
+
+
+def _claim_socket(iface: str) -> None:
+    """Remove a stale socket (its daemon is gone) so that waiting for the socket means waiting
+    for *our* daemon; refuse a name that a live daemon serves."""
+    path = os.path.join(SOCKET_DIR, f"{iface}.sock")
+    if not os.path.exists(path):
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)
+            return
+    raise RuntimeError(f"a daemon already serves {path}: pick a unique interface name")
+
+
+def _stop(ns: Namespace, iface: str, process: subprocess.Popen) -> None:
+    """Delete the link (the daemon exits), else terminate/kill our PID; remove the socket."""
+    ns.run("ip", "link", "del", iface, check=False)
     try:
-        wait_for_socket(iface, process)
-        yield process
-    finally:
-        ns.run("ip", "link", "del", iface, check=False)
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.terminate()
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(SOCKET_DIR, f"{iface}.sock"))
+            process.kill()
+            process.wait()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(SOCKET_DIR, f"{iface}.sock"))
 
 
 def start_wireguard_go(ns: Namespace, iface: str) -> contextlib.AbstractContextManager:
