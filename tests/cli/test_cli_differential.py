@@ -106,14 +106,35 @@ def peer_order_free(text: str, *ifaces: str) -> list[str]:
     return sorted(block for chunk in text.split("\n\n") for block in chunk.splitlines())
 
 
+def only_ours(text: str, args: list[str], ours: tuple[str, str]) -> str:
+    """Other tests or benchmarks may run WireGuard interfaces on this machine at the same
+    time (the socket directory is shared): keep the output about our two interfaces."""
+    if "all" not in args and args not in ([], ["show"]):
+        return text
+    if len(args) < 3:  # pretty: one block per interface
+        blocks = text.split("\x1b[0m")  # colour mode starts each interface with a reset
+        if len(blocks) == 1:
+            blocks = ["interface: " + b for b in text.split("interface: ") if b]
+        return "".join(b for b in blocks if any(f"{o}\n" in b or f"{o}\x1b" in b for o in ours))
+    return "".join(line + "\n" for line in text.splitlines()
+                   if line.split("\t", 1)[0] in ours)
+
+
 def test_show_output_is_byte_identical(lab):
     ns, a, b, files = lab
     configure(ns, a, files)
+    foreign = set(run(ns, "wg", "show", "interfaces").stdout.split()) - {a, b}
     for color in ("never", "always"):
         for args in ([], ["show"], ["show", "all"], ["show", a], ["show", "interfaces"],
                      ["showconf", a], *(["show", a, f] for f in FIELDS),
                      *(["show", "all", f] for f in FIELDS)):
+            skip = args == ["show", "interfaces"] or (args[-1:] == ["endpoints"] and "all" in args)
+            if foreign and skip:
+                continue  # cannot be told apart from the other interfaces' lines
             wg, wgpy = run(ns, "wg", *args, color=color), run(ns, "wgpy", *args, color=color)
+            if foreign:
+                wg.stdout = only_ours(wg.stdout, args, (a, b))
+                wgpy.stdout = only_ours(wgpy.stdout, args, (a, b))
             assert wg.returncode == wgpy.returncode, (args, color)
             assert peer_order_free(wg.stdout, a, b) == peer_order_free(wgpy.stdout, a, b), args
             assert len(wg.stdout) == len(wgpy.stdout), (args, color)
