@@ -103,6 +103,15 @@ def udp_counters(ns: Namespace) -> dict[str, int]:
     return counters
 
 
+def link_drops(ns: Namespace, iface: str) -> dict[str, int]:
+    """Packets the kernel dropped on a link: on a TUN, `tx_dropped` are packets the daemon
+    did not read in time (its queue was full), `rx_dropped` packets it wrote that the stack
+    refused. Together with the UDP counters this says where a UDP test's loss happened."""
+    (link,) = json.loads(ns.run("ip", "-s", "-j", "link", "show", iface).stdout)
+    stats = link["stats64"]
+    return {"tx_dropped": stats["tx"]["dropped"], "rx_dropped": stats["rx"]["dropped"]}
+
+
 def counter_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {key: after[key] - before[key] for key in before}
 

@@ -24,6 +24,7 @@ from probes import (
     drop_percent,
     iperf3,
     iperf3_server,
+    link_drops,
     median,
     ping_rtts,
     udp_counters,
@@ -82,16 +83,21 @@ def measure(bed: Testbed, config: Config, args: argparse.Namespace) -> dict:
         wait_for_path(bed.a, target)
         rtts = ping_rtts(bed.a, target, args.pings, args.ping_interval)
         stack.enter_context(iperf3_server(bed.b))
+        # The links the iperf3 packets cross first in A and last in B: TUN or veth.
+        links = bed.ifaces if daemons else bed.veths
         tests = {}
         for name, (streams, udp) in TESTS.items():
             cpu_before = [d.cpu_seconds() for d in daemons]
             udp_a, udp_b = udp_counters(bed.a), udp_counters(bed.b)
+            link_a, link_b = link_drops(bed.a, links[0]), link_drops(bed.b, links[1])
             result = iperf3(bed.a, target, args.seconds, streams,
                             args.udp_rate if udp else None)
             result["cpu_seconds"] = [d.cpu_seconds() - before
                                      for d, before in zip(daemons, cpu_before, strict=True)]
             result["udp_counters_a"] = counter_delta(udp_a, udp_counters(bed.a))
             result["udp_counters_b"] = counter_delta(udp_b, udp_counters(bed.b))
+            result["link_drops_a"] = counter_delta(link_a, link_drops(bed.a, links[0]))
+            result["link_drops_b"] = counter_delta(link_b, link_drops(bed.b, links[1]))
             tests[name] = result
         tunnel_bytes = tunnel_rx_bytes(bed.b, daemons[1].iface) if daemons else None
     if tunnel_bytes is not None and tunnel_bytes < sum(test["bytes"] for test in tests.values()):
