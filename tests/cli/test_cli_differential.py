@@ -115,7 +115,9 @@ def only_ours(text: str, args: list[str], ours: tuple[str, str]) -> str:
         blocks = text.split("\x1b[0m")  # colour mode starts each interface with a reset
         if len(blocks) == 1:
             blocks = ["interface: " + b for b in text.split("interface: ") if b]
-        return "".join(b for b in blocks if any(f"{o}\n" in b or f"{o}\x1b" in b for o in ours))
+        # separators depend on whether another interface follows: compare blocks alone
+        return "\n\n".join(b.rstrip("\n") for b in blocks
+                             if any(f"{o}\n" in b or f"{o}\x1b" in b for o in ours))
     return "".join(line + "\n" for line in text.splitlines()
                    if line.split("\t", 1)[0] in ours)
 
