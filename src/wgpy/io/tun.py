@@ -41,6 +41,7 @@ class Tun:
         self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self.vnet_hdr = vnet_hdr
         self.malformed_reads = 0
+        self._control: socket.socket | None = None
         try:
             flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
             try:
@@ -59,8 +60,10 @@ class Tun:
             raise
 
     def _ioctl(self, request: int, data: bytes) -> bytes:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as control:
-            return fcntl.ioctl(control.fileno(), request, data)
+        """An interface ioctl by name (the loop polls the MTU, so the socket is kept)."""
+        if self._control is None:
+            self._control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        return fcntl.ioctl(self._control.fileno(), request, data)
 
     def set_mtu(self, mtu: int) -> None:
         self._ioctl(SIOCSIFMTU, _IFREQ_MTU.pack(self.name.encode(), mtu))
@@ -122,6 +125,9 @@ class Tun:
         return failures
 
     def close(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
