@@ -11,12 +11,9 @@ set), traffic flows only while the interface is up, and taking it down forgets e
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import select
-import socket
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -33,9 +30,6 @@ T = TypeVar("T")
 
 BATCH = 128
 LINK_POLL_INTERVAL = 0.1
-SIOCGIFFLAGS = 0x8913
-IFF_UP = 0x1
-_IFREQ_FLAGS = struct.Struct("16sH")
 
 
 class Tunnel:
@@ -56,7 +50,6 @@ class Tunnel:
         self._epoll = select.epoll()
         self._epoll.register(tun.fd, select.EPOLLIN)
         self._epoll.register(self._wake, select.EPOLLIN)
-        self._control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.tun_write_errors = 0
         self.udp_send_errors = 0
         self._bind(0)
@@ -111,18 +104,8 @@ class Tunnel:
         self._epoll.register(new.fileno(), select.EPOLLIN)
         log.info("UDP bound to port %d", new.port)
 
-    def _link_is_up(self) -> bool:
-        """IFF_UP of our interface; an interface we cannot see (moved netns) counts as up."""
-        try:
-            request = _IFREQ_FLAGS.pack(self.tun.name.encode(), 0)
-            flags = _IFREQ_FLAGS.unpack(fcntl.ioctl(self._control.fileno(), SIOCGIFFLAGS,
-                                                    request))[1]
-        except OSError:
-            return True
-        return bool(flags & IFF_UP)
-
     def _check_link(self) -> None:
-        up = self._link_is_up()
+        up = self.tun.is_up()
         if up != self._up:
             self._up = up
             self.device.set_running(up, time.monotonic())
@@ -172,7 +155,6 @@ class Tunnel:
             self.udp.close()
             self.udp = None
         self._epoll.close()
-        self._control.close()
         os.close(self._wake)
 
     # ------------------------------------------------------------------ data plane

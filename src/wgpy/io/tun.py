@@ -21,6 +21,8 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
 SIOCGIFMTU = 0x8921
 SIOCSIFMTU = 0x8922
 IFNAMSIZ = 16
@@ -67,6 +69,16 @@ class Tun:
 
     def set_mtu(self, mtu: int) -> None:
         self._ioctl(SIOCSIFMTU, _IFREQ_MTU.pack(self.name.encode(), mtu))
+
+    def is_up(self) -> bool:
+        """IFF_UP of the interface; one we cannot see any more (moved to another network
+        namespace, where it keeps working for us) counts as up."""
+        try:
+            flags = _IFREQ_FLAGS.unpack(self._ioctl(SIOCGIFFLAGS, _IFREQ_FLAGS.pack(
+                self.name.encode(), 0)))[1]
+        except OSError:
+            return True
+        return bool(flags & IFF_UP)
 
     def mtu(self) -> int | None:
         """The interface MTU, or None if it is not visible from our namespace any more."""
