@@ -4,46 +4,57 @@
          setconf|addconf|syncconf IFACE FILE | genkey | genpsk | pubkey
 
 plus `wgpy show IFACE --drops`: the named drop counters only wgpyd keeps. User errors print
-one line on stderr and exit 1, as wg does; never a traceback.
+on stderr and exit 1, as wg does; never a traceback. Where wg prints a bare C message
+("Line unrecognized") wgpy names the file, line and key instead.
 """
 
+import logging
 import os
 import stat
 import sys
+from collections.abc import Callable
 
 from wgpy import __version__
-from wgpy.cli.show import pretty, show_field
-from wgpy.config.model import DeviceConfig, PeerConfig
-from wgpy.config.parser import ConfigError, parse_set_arguments, read_config
+from wgpy.cli.show import FIELDS, pretty, show_field
+from wgpy.cli.sync import add_removals
+from wgpy.config.model import DeviceConfig
+from wgpy.config.parser import parse_set_arguments, read_config
+from wgpy.config.values import ConfigError, parse_key
 from wgpy.config.writer import format_showconf
 from wgpy.core.crypto import clamp_private_key, public_key
-from wgpy.core.keys import KeyFormatError, key_from_base64, key_to_base64
-from wgpy.uapi.client import (
-    get_device,
-    get_extensions,
-    list_interfaces,
-    set_device,
+from wgpy.core.keys import key_to_base64
+from wgpy.uapi.client import get_device, list_interfaces, set_device
+
+IFNAMSIZ = 16
+SUBCOMMANDS = (
+    ("show", "Shows the current configuration and device information"),
+    ("showconf", "Shows the current configuration of a given WireGuard interface, for use "
+                 "with `setconf'"),
+    ("set", "Change the current configuration, add peers, remove peers, or change peers"),
+    ("setconf", "Applies a configuration file to a WireGuard interface"),
+    ("addconf", "Appends a configuration file to a WireGuard interface"),
+    ("syncconf", "Synchronizes a configuration file to a WireGuard interface"),
+    ("genkey", "Generates a new private key and writes it to stdout"),
+    ("genpsk", "Generates a new preshared key and writes it to stdout"),
+    ("pubkey", "Reads a private key from stdin and writes a public key to stdout"),
 )
+SET_USAGE = ("<interface> [listen-port <port>] [fwmark <mark>] [private-key <file path>] "
+             "[peer <base64 public key> [remove] [preshared-key <file path>] "
+             "[endpoint <ip>:<port>] [persistent-keepalive <interval seconds>] "
+             "[allowed-ips <ip1>/<cidr1>[,<ip2>/<cidr2>]...] ]...")
 
-PROG = "wgpy"
-FIELDS = ("public-key", "private-key", "listen-port", "fwmark", "peers", "preshared-keys",
-          "endpoints", "allowed-ips", "latest-handshakes", "persistent-keepalive",
-          "transfer", "dump")
 
-USAGE = f"""Usage: {PROG} <cmd> [<args>]
+def program_name() -> str:
+    """argv[0] as wg prints it in usage lines ("wgpy" when run as a module)."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "wgpy" if not name or name.endswith(".py") else name
 
-Available subcommands:
-  show: Shows the current configuration and device information
-  showconf: Shows the current configuration of a given WireGuard interface, for use with `setconf'
-  set: Change the current configuration, add peers, remove peers, or change peers
-  setconf: Applies a configuration file to a WireGuard interface
-  addconf: Appends a configuration file to a WireGuard interface
-  syncconf: Synchronizes a configuration file to a WireGuard interface
-  genkey: Generates a new private key and writes it to stdout
-  genpsk: Generates a new preshared key and writes it to stdout
-  pubkey: Reads a private key from stdin and writes a public key to stdout
-You may pass `--help' to any of these subcommands to view usage.
-"""
+
+def usage_text() -> str:
+    lines = [f"Usage: {program_name()} <cmd> [<args>]\n", "Available subcommands:"]
+    lines += [f"  {name}: {description}" for name, description in SUBCOMMANDS]
+    lines.append("You may pass `--help' to any of these subcommands to view usage.")
+    return "\n".join(lines) + "\n"
 
 
 def fail(message: str) -> int:
@@ -51,9 +62,16 @@ def fail(message: str) -> int:
     return 1
 
 
-def cmd_genkey(args: list[str], clamp: bool) -> int:
+def _strerror(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+# ---------------------------------------------------------------------- keys
+
+
+def cmd_genkey(command: str, args: list[str]) -> int:
     if args:
-        return fail(f"Usage: {PROG} {'genkey' if clamp else 'genpsk'}")
+        return fail(f"Usage: {program_name()} {command}")
     try:
         mode = os.fstat(sys.stdout.fileno()).st_mode
         if stat.S_ISREG(mode) and mode & stat.S_IRWXO:
@@ -62,86 +80,34 @@ def cmd_genkey(args: list[str], clamp: bool) -> int:
     except (OSError, ValueError):
         pass
     key = os.urandom(32)
-    print(key_to_base64(clamp_private_key(key) if clamp else key))
+    print(key_to_base64(clamp_private_key(key) if command == "genkey" else key))
     return 0
 
 
-def cmd_pubkey(args: list[str]) -> int:
+def cmd_pubkey(command: str, args: list[str]) -> int:
+    """pubkey.c: exactly 44 characters, then only whitespace or NUL bytes."""
     if args:
-        return fail(f"Usage: {PROG} pubkey")
+        return fail(f"Usage: {program_name()} {command}")
     data = sys.stdin.buffer.read()
     head, tail = data[:44], data[44:]
     if len(head) != 44:
-        return fail(f"{PROG}: Key is not the correct length or format")
-    if tail.replace(b"\0", b"").strip():
-        return fail(f"{PROG}: Trailing characters found after key")
+        return fail(f"{program_name()}: Key is not the correct length or format")
+    if tail.replace(b"\0", b"").strip(b" \t\n\v\f\r"):
+        return fail(f"{program_name()}: Trailing characters found after key")
     try:
-        private = key_from_base64(head.decode("ascii"))
-    except (KeyFormatError, UnicodeError):
-        return fail(f"{PROG}: Key is not the correct length or format")
+        private = parse_key(head.split(b"\0", 1)[0].decode("latin-1"))
+    except ConfigError:
+        return fail(f"{program_name()}: Key is not the correct length or format")
     print(key_to_base64(public_key(private)))
     return 0
 
 
-def _access_error(exc: OSError) -> int:
-    return fail(f"Unable to access interface: {exc.strerror}")
+# ---------------------------------------------------------------------- show
 
 
-def cmd_show(args: list[str]) -> int:
-    drops = "--drops" in args
-    args = [a for a in args if a != "--drops"]
-    if len(args) > 2:
-        return fail(f"Usage: {PROG} show {{ <interface> | all | interfaces }} "
-                    f"[{' | '.join(FIELDS)}]")
-    if args and args[0] in ("-h", "--help", "help"):
-        print(f"Usage: {PROG} show {{ <interface> | all | interfaces }} [{' | '.join(FIELDS)}]")
-        return 0
-    if args and args[0] == "interfaces":
-        if len(args) > 1:
-            return fail(f"Usage: {PROG} show {{ <interface> | all | interfaces }}")
-        names = list_interfaces()
-        if names:
-            print(" ".join(names))
-        return 0
-    field = args[1] if len(args) == 2 else None
-    if field is not None and field not in FIELDS:
-        return fail(f"Invalid parameter: `{field}'")
-    color = _color_enabled()
-    if not args or args[0] == "all":
-        names = list_interfaces()
-        output = []
-        for index, name in enumerate(names):
-            try:
-                device = get_device(name)
-            except OSError as exc:
-                print(f"Unable to access interface {name}: {exc.strerror}", file=sys.stderr)
-                continue
-            if field is None:
-                output.append(pretty(device, color) + ("\n" if index != len(names) - 1 else ""))
-            else:
-                output.append(show_field(device, field, with_interface=True))
-        sys.stdout.write("".join(output))
-        return 0
-    try:
-        device = get_device(args[0])
-    except OSError as exc:
-        return _access_error(exc)
-    if drops:
-        return _show_drops(args[0])
-    sys.stdout.write(pretty(device, color) if field is None
-                     else show_field(device, field, with_interface=False))
-    return 0
-
-
-def _show_drops(iface: str) -> int:
-    counters = {k.removeprefix("wgpy_drop_"): v for k, v in get_extensions(iface).items()
-                if k.startswith("wgpy_drop_")}
-    if not counters:
-        return fail(f"{iface}: the device does not report drop reasons (not wgpyd?)")
-    width = max(len(name) for name in counters)
-    for name, count in counters.items():
-        print(f"{name:<{width}}  {count}")
-    return 0
+def _show_usage(command: str) -> None:
+    print(f"Usage: {program_name()} {command} {{ <interface> | all | interfaces }} "
+          f"[{' | '.join(FIELDS)}]", file=sys.stderr)
 
 
 def _color_enabled() -> bool:
@@ -153,108 +119,192 @@ def _color_enabled() -> bool:
     return sys.stdout.isatty()
 
 
-def cmd_showconf(args: list[str]) -> int:
-    if len(args) != 1:
-        return fail(f"Usage: {PROG} showconf <interface>")
+def _list() -> list[str] | None:
+    try:
+        return list_interfaces()
+    except OSError as exc:
+        fail(f"Unable to list interfaces: {_strerror(exc)}")
+        return None
+
+
+def cmd_show(command: str, args: list[str]) -> int:
+    if "--drops" in args:
+        return cmd_show_drops([a for a in args if a != "--drops"])
+    if len(args) > 2:
+        _show_usage(command)
+        return 1
+    if not args or args[0] == "all":
+        return _show_all(command, args[1] if len(args) == 2 else None)
+    if args[0] == "interfaces":
+        if len(args) > 1:
+            _show_usage(command)
+            return 1
+        names = _list()
+        if names is None:
+            return 1
+        if names:
+            print(" ".join(names))
+        return 0
+    if len(args) == 1 and args[0] in ("-h", "--help", "help"):
+        _show_usage(command)
+        return 0
     try:
         device = get_device(args[0])
     except OSError as exc:
-        return _access_error(exc)
+        return fail(f"Unable to access interface: {_strerror(exc)}")
+    if len(args) == 1:
+        sys.stdout.write(pretty(device, _color_enabled()))
+        return 0
+    if args[1] not in FIELDS:
+        fail(f"Invalid parameter: `{args[1]}'")
+        _show_usage(command)
+        return 1
+    sys.stdout.write(show_field(device, args[1], with_interface=False))
+    return 0
+
+
+def _show_all(command: str, field: str | None) -> int:
+    """show.c: errors on one interface are reported and skipped; the status is 1 only when
+    there were interfaces and none could be shown (or the field is invalid)."""
+    names = _list()
+    if names is None:
+        return 1
+    status = 1 if names else 0
+    for index, name in enumerate(names):
+        try:
+            device = get_device(name)
+        except OSError as exc:
+            print(f"Unable to access interface {name}: {_strerror(exc)}", file=sys.stderr)
+            continue
+        if field is not None:
+            if field not in FIELDS:
+                fail(f"Invalid parameter: `{field}'")
+                _show_usage(command)
+                return 1
+            sys.stdout.write(show_field(device, field, with_interface=True))
+        else:
+            sys.stdout.write(pretty(device, _color_enabled()))
+            if index != len(names) - 1:
+                sys.stdout.write("\n")
+        sys.stdout.flush()
+        status = 0
+    return status
+
+
+def cmd_show_drops(args: list[str]) -> int:
+    """`wgpy show IFACE --drops`: wgpyd's drop counters (`reason count` per line)."""
+    if len(args) != 1 or args[0] in ("all", "interfaces"):
+        return fail(f"Usage: {program_name()} show <interface> --drops")
+    try:
+        device = get_device(args[0])
+    except OSError as exc:
+        return fail(f"Unable to access interface: {_strerror(exc)}")
+    counters = {key.removeprefix("wgpy_drop_"): value
+                for key, value in device.extensions.items() if key.startswith("wgpy_drop_")}
+    if not counters:
+        print(f"{args[0]}: no drop counters (only wgpyd reports them)", file=sys.stderr)
+    width = max((len(name) for name in counters), default=0)
+    for name, count in counters.items():
+        print(f"{name:<{width}}  {count}")
+    return 0
+
+
+def cmd_showconf(command: str, args: list[str]) -> int:
+    if len(args) != 1:
+        return fail(f"Usage: {program_name()} {command} <interface>")
+    try:
+        device = get_device(args[0])
+    except OSError as exc:
+        return fail(f"Unable to access interface: {_strerror(exc)}")
     sys.stdout.write(format_showconf(device))
     return 0
 
 
-def cmd_set(args: list[str]) -> int:
-    if len(args) < 2:
-        return fail(f"Usage: {PROG} set <interface> [listen-port <port>] [fwmark <mark>] "
-                    "[private-key <file path>] [peer <base64 public key> [remove] "
-                    "[preshared-key <file path>] [endpoint <ip>:<port>] "
-                    "[persistent-keepalive <interval seconds>] "
-                    "[allowed-ips <ip1>/<cidr1>[,<ip2>/<cidr2>]...] ]...")
-    try:
-        device = parse_set_arguments(args[1:])
-    except ConfigError as exc:
-        return fail(str(exc))
-    return _apply(args[0], device)
+# ---------------------------------------------------------------------- set
+
+
+def _ifname(text: str) -> str:
+    """wg copies the name into a 16-byte buffer: longer names are cut to 15 bytes."""
+    return text.encode("utf-8", "surrogateescape")[: IFNAMSIZ - 1].decode(
+        "utf-8", "surrogateescape")
 
 
 def _apply(iface: str, device: DeviceConfig) -> int:
     try:
         set_device(iface, device)
     except OSError as exc:
-        return fail(f"Unable to modify interface: {exc.strerror}")
+        return fail(f"Unable to modify interface: {_strerror(exc)}")
     return 0
+
+
+def cmd_set(command: str, args: list[str]) -> int:
+    if len(args) < 2:
+        return fail(f"Usage: {program_name()} {command} {SET_USAGE}")
+    try:
+        device = parse_set_arguments(args[1:])
+    except ConfigError as exc:
+        return fail(str(exc))
+    return _apply(_ifname(args[0]), device)
 
 
 def cmd_setconf(command: str, args: list[str]) -> int:
     if len(args) != 2:
-        return fail(f"Usage: {PROG} {command} <interface> <configuration filename>")
-    iface, path = args
+        return fail(f"Usage: {program_name()} {command} <interface> <configuration filename>")
+    iface, path = _ifname(args[0]), args[1]
     try:
         device = read_config(path, append=command == "addconf")
     except ConfigError as exc:
         return fail(str(exc))
-    if command == "syncconf":
+    if command == "syncconf" and device.peers:
         try:
-            _sync(iface, device)
+            add_removals(device, get_device(iface))
         except OSError as exc:
-            return fail(f"Unable to retrieve current interface configuration: {exc.strerror}")
+            return fail(f"Unable to retrieve current interface configuration: "
+                        f"{_strerror(exc)}")
     return _apply(iface, device)
 
 
-def _sync(iface: str, device: DeviceConfig) -> None:
-    """syncconf: remove runtime peers absent from the file, keep the rest's sessions, and
-    clear a preshared key or keepalive the file no longer sets (setconf.c sync_conf)."""
-    if not device.peers:
-        return
-    runtime = get_device(iface)
-    if not runtime.peers:
-        return
-    device.replace_peers = False
-    in_file = {peer.public_key: peer for peer in device.peers}
-    removals = []
-    for running in sorted(runtime.peers, key=lambda p: p.public_key):
-        wanted = in_file.get(running.public_key)
-        if wanted is None:
-            removals.append(running.public_key)
-            continue
-        if running.preshared_key is not None and wanted.preshared_key is None:
-            wanted.preshared_key = bytes(32)
-        if running.persistent_keepalive and wanted.persistent_keepalive is None:
-            wanted.persistent_keepalive = 0
-    for key in removals:  # wg prepends each removal, so the last sorted comes first
-        device.peers.insert(0, PeerConfig(public_key=key, remove=True))
+# ---------------------------------------------------------------------- main
+
+HANDLERS: dict[str, Callable[[str, list[str]], int]] = {
+    "show": cmd_show, "showconf": cmd_showconf, "set": cmd_set, "setconf": cmd_setconf,
+    "addconf": cmd_setconf, "syncconf": cmd_setconf, "genkey": cmd_genkey,
+    "genpsk": cmd_genkey, "pubkey": cmd_pubkey,
+}
+
+
+def _route_config_notices() -> None:
+    """Warnings from the config parser (host bits set, DNS retries) go to stderr bare, as
+    wg prints them."""
+    logger = logging.getLogger("wgpy.config")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    _route_config_notices()
     try:
+        if len(args) == 1 and args[0] in ("-v", "--version", "version"):
+            print(f"wgpy v{__version__} (wireguard-tools v1.0.20210914 compatible)")
+            return 0
+        if len(args) == 1 and args[0] in ("-h", "--help", "help"):
+            sys.stdout.write(usage_text())
+            return 0
         if not args:
-            return cmd_show([])
-        command, rest = args[0], args[1:]
-        if command in ("-h", "--help", "help"):
-            sys.stdout.write(USAGE)
-            return 0
-        if command in ("-v", "--version", "version"):
-            print(f"wgpy v{__version__} (wireguard-tools compatible)")
-            return 0
-        handlers = {
-            "show": lambda: cmd_show(rest),
-            "showconf": lambda: cmd_showconf(rest),
-            "set": lambda: cmd_set(rest),
-            "setconf": lambda: cmd_setconf("setconf", rest),
-            "addconf": lambda: cmd_setconf("addconf", rest),
-            "syncconf": lambda: cmd_setconf("syncconf", rest),
-            "genkey": lambda: cmd_genkey(rest, clamp=True),
-            "genpsk": lambda: cmd_genkey(rest, clamp=False),
-            "pubkey": lambda: cmd_pubkey(rest),
-        }
-        handler = handlers.get(command)
+            return cmd_show("show", [])
+        handler = HANDLERS.get(args[0])
         if handler is None:
-            sys.stderr.write(f"Invalid subcommand: `{command}'\n{USAGE}")
+            sys.stderr.write(f"Invalid subcommand: `{args[0]}'\n{usage_text()}")
             return 1
-        return handler()
+        return handler(args[0], args[1:])
     except BrokenPipeError:
+        # stdout closed early (`wgpy show | head`): end quietly, without the interpreter
+        # complaining again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
         return 130

@@ -2,18 +2,21 @@
 
 `None` means "not given" (wg's HAS_* flags unset), which matters: `wg set` sends only what was
 given, `wg setconf` sends everything. The same model carries what a UAPI `get` returns
-(handshake time, transfer counters) and wg-quick's extra interface settings.
+(handshake time, transfer counters, protocol version, keys only wgpyd sends) and wg-quick's
+extra interface settings.
 """
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass
 class Endpoint:
-    """A resolved endpoint: numeric host text (IPv6 without brackets, maybe a %zone)."""
+    """A resolved endpoint: numeric host text as getnameinfo(NI_NUMERICHOST) prints it (IPv6
+    without brackets, maybe with a %zone), and the port."""
 
     host: str
     port: int
@@ -26,11 +29,14 @@ class Endpoint:
 class AllowedIP:
     """An address and prefix length exactly as written (host bits kept, as wg sends them)."""
 
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    address: Address
     cidr: int
 
     def __str__(self) -> str:
-        return f"{self.address}/{self.cidr}"
+        # inet_ntop, not ipaddress: they disagree on IPv4-mapped/compatible IPv6 forms, and
+        # wg prints inet_ntop's.
+        family = socket.AF_INET6 if self.address.version == 6 else socket.AF_INET
+        return f"{socket.inet_ntop(family, self.address.packed)}/{self.cidr}"
 
 
 @dataclass
@@ -42,11 +48,13 @@ class PeerConfig:
     allowed_ips: list[AllowedIP] = field(default_factory=list)
     replace_allowed_ips: bool = False
     remove: bool = False
+    update_only: bool = False
     # Runtime state, from a UAPI get
     last_handshake_sec: int = 0
     last_handshake_nsec: int = 0
     rx_bytes: int = 0
     tx_bytes: int = 0
+    protocol_version: int | None = None
 
 
 @dataclass
@@ -54,7 +62,8 @@ class QuickConfig:
     """wg-quick's [Interface] extras, which `wg` itself rejects."""
 
     addresses: list[str] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)  # name servers (IP addresses)
+    dns_search: list[str] = field(default_factory=list)  # other DNS= entries: search domains
     mtu: int | None = None
     table: str | None = None
     pre_up: list[str] = field(default_factory=list)
@@ -74,3 +83,6 @@ class DeviceConfig:
     replace_peers: bool = False
     peers: list[PeerConfig] = field(default_factory=list)
     quick: QuickConfig = field(default_factory=QuickConfig)
+    # Interface-level `get` keys this model does not know (wgpyd's wgpy_drop_<reason>=N), in
+    # the order received; wg ignores them, `wgpy show --drops` prints them.
+    extensions: dict[str, str] = field(default_factory=dict)

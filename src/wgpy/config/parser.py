@@ -1,196 +1,111 @@
 """wg and wg-quick configuration files, and `wg set` arguments, with wg's exact rules.
 
-The rules are those of wireguard-tools' config.c: a `#` starts a comment anywhere on a line,
-every whitespace character is dropped (so `Allowed IPs = a, b` reads as `AllowedIPs=a,b`),
-section and key names are case-insensitive, a key needs a non-empty value, list keys
-accumulate, endpoints are resolved when parsed, `off` is accepted for FwMark and
-PersistentKeepalive. wg-quick's extra [Interface] keys (Address, DNS, MTU, Table, hooks,
-SaveConfig) are accepted only when `quick=True`.
+The rules are those of wireguard-tools' config.c (v1.0.20210914): lines end at `\\n` only, a
+`#` starts a comment anywhere on a line, every whitespace character is dropped (so
+`Allowed IPs = a, b` reads as `AllowedIPs=a,b`), section and key names are case-insensitive, a
+key needs a non-empty value, list keys accumulate, endpoints are resolved when parsed, `off`
+is accepted for FwMark and PersistentKeepalive.
+
+wg-quick's extra [Interface] keys (Address, DNS, MTU, Table, hooks, SaveConfig) are accepted
+only with `quick=True`, and recognised the way wg-quick's bash does (linux.bash
+parse_options): its own notion of the [Interface] section, keys trimmed but not squeezed,
+values trimmed (hooks keep inner spaces). Lines it does not take go to wg's rules, so a file
+is accepted here exactly when `wg-quick up` would accept it.
 
 A file is parsed whole before anything is used: any bad line raises ConfigError naming the
 file, the line and the key, e.g. `wg0.conf:7: AllowedIPs: '10.0.0.0/33' is not a valid prefix`.
 """
 
-import ipaddress
-import os
-import socket
-import time
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from wgpy.config.model import AllowedIP, DeviceConfig, Endpoint, PeerConfig
-from wgpy.core.keys import KeyFormatError, key_from_base64
+from wgpy.config.model import DeviceConfig, PeerConfig
+from wgpy.config.values import (
+    SPACE,
+    ConfigError,
+    parse_allowed_ips,
+    parse_endpoint,
+    parse_fwmark,
+    parse_key,
+    parse_key_file,
+    parse_persistent_keepalive,
+    parse_port,
+)
 
-_SPACE = " \t\n\v\f\r"
+__all__ = [
+    "ConfigError",
+    "parse_allowed_ips",
+    "parse_config",
+    "parse_fwmark",
+    "parse_persistent_keepalive",
+    "parse_set_arguments",
+    "read_config",
+    "strip_quick",
+]
 
-
-class ConfigError(ValueError):
-    """A configuration error, located as precisely as the input allows."""
-
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 key: str | None = None) -> None:
-        self.message, self.file, self.line, self.key = message, file, line, key
-        where = ""
-        if file is not None:
-            where = f"{file}:{line}: " if line is not None else f"{file}: "
-        super().__init__(f"{where}{key + ': ' if key else ''}{message}")
-
-
-# ---------------------------------------------------------------------- values
-
-
-def parse_key(value: str) -> bytes:
-    try:
-        return key_from_base64(value)
-    except KeyFormatError:
-        raise ConfigError(f"'{value}' is not a valid key (32 bytes, base64)") from None
-
-
-def parse_key_file(path: str) -> bytes:
-    """A key from a file (`wg set ... private-key FILE`); empty file or /dev/null = zero."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read key file {path}: {exc.strerror}") from None
-    if not data:
-        return bytes(32)
-    head, tail = data[:44], data[44:]
-    if len(head) != 44:
-        raise ConfigError(f"{path}: invalid length key in key file")
-    if tail.strip(_SPACE.encode()):
-        raise ConfigError(f"{path}: found trailing characters in key file")
-    return parse_key(head.decode("ascii", errors="replace"))
+QUICK_KEYS = ("address", "dns", "mtu", "table", "preup", "postup", "predown", "postdown",
+              "saveconfig")
+_HOOKS = {"preup": "pre_up", "postup": "post_up", "predown": "pre_down", "postdown": "post_down"}
+_DNS_SERVER = re.compile(r"[0-9.]+\Z|.*:")
+_BASH_SPACE = " \t\n\v\f\r"  # [[:space:]]
+_READ_IFS = " \t\n"  # what `read -r line` trims
 
 
-def parse_port(value: str) -> int:
-    if not value:
-        raise ConfigError("unable to parse empty port")
-    try:
-        infos = socket.getaddrinfo(None, value, socket.AF_UNSPEC, socket.SOCK_DGRAM,
-                                   socket.IPPROTO_UDP, socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError):
-        raise ConfigError(f"'{value}' is not a valid port") from None
-    return infos[0][4][1]
+def _wg_line(raw: str) -> str:
+    """config_read_line: cut at NUL (C string) and `#`, drop every whitespace character."""
+    return "".join(ch for ch in raw.split("\0", 1)[0].split("#", 1)[0] if ch not in SPACE)
 
 
-def _strtoul(value: str, base: int) -> int | None:
-    """C strtoul for a value that must be consumed whole (first character a digit)."""
-    if not value or not value[0].isdigit() or not value.isascii():
-        return None
-    try:
-        return int(value, base)
-    except ValueError:
-        return None
+def _quick_key_value(raw: str) -> tuple[str, str]:
+    """wg-quick's split of a line: comment cut, key before the first `=`, both trimmed."""
+    stripped = raw.strip(_READ_IFS).split("#", 1)[0]
+    key, _, rest = stripped.partition("=")
+    value = rest if "=" in stripped else stripped
+    return key.strip(_BASH_SPACE), value.strip(_BASH_SPACE)
 
 
-def parse_fwmark(value: str) -> int:
-    if value.lower() == "off":
-        return 0
-    base = 16 if len(value) > 2 and value.startswith("0x") else 10
-    number = _strtoul(value, base)
-    if number is None or number > 0xFFFFFFFF:
-        raise ConfigError(f"'{value}' is neither 0/off nor 0-0xffffffff")
-    return number
+def _lines(text: str) -> list[str]:
+    """getline's lines: split at `\\n` only (`\\r`, form feeds … are whitespace inside one)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
-def parse_persistent_keepalive(value: str) -> int:
-    if value.lower() == "off":
-        return 0
-    number = _strtoul(value, 10)
-    if number is None or number > 65535:
-        raise ConfigError(f"'{value}' is neither 0/off nor 1-65535")
-    return number
+@dataclass
+class Line:
+    """One line of a file as the parser sees it.
+
+    kind: "blank" (nothing but whitespace and comment), "interface" / "peer" (a section
+    header), "wg" (a wg key: whitespace removed, `key` as written, `value` maybe empty) or
+    "quick" (a wg-quick key taken by wg-quick itself: `key` as written, `value` trimmed)."""
+
+    number: int
+    raw: str
+    kind: str
+    key: str = ""
+    value: str = ""
 
 
-def parse_allowed_ips(value: str) -> list[AllowedIP]:
-    """A comma list of address[/cidr] (no cidr: /32 or /128); "" is the empty list."""
-    result: list[AllowedIP] = []
-    if not value:
-        return result
-    for entry in value.split(","):
-        address_text, slash, cidr_text = entry.partition("/")
-        try:
-            if ":" in address_text:
-                address: ipaddress.IPv4Address | ipaddress.IPv6Address = (
-                    ipaddress.IPv6Address(address_text))
-            else:
-                address = ipaddress.IPv4Address(address_text)
-        except ValueError:
-            raise ConfigError(f"'{entry}' is not a valid IP address") from None
-        if "%" in address_text:
-            raise ConfigError(f"'{entry}' is not a valid prefix")
-        bits = address.max_prefixlen
-        if slash:
-            cidr = _strtoul(cidr_text, 10)
-            if cidr is None or cidr > bits:
-                raise ConfigError(f"'{entry}' is not a valid prefix")
+def classify(text: str, quick: bool) -> Iterator[Line]:
+    quick_section = False
+    for number, raw in enumerate(_lines(text), 1):
+        if quick:
+            key, value = _quick_key_value(raw)
+            if key.startswith("["):
+                quick_section = key.lower() == "[interface]"
+            if quick_section and key.lower() in QUICK_KEYS:
+                yield Line(number, raw, "quick", key, value)
+                continue
+        line = _wg_line(raw)
+        if not line:
+            yield Line(number, raw, "blank")
+        elif line.lower() in ("[interface]", "[peer]"):
+            yield Line(number, raw, line.lower()[1:-1])
         else:
-            cidr = bits
-        result.append(AllowedIP(address, cidr))
-    return result
-
-
-def _resolution_retries() -> int:
-    value = os.environ.get("WG_ENDPOINT_RESOLUTION_RETRIES")
-    if value is None:
-        return 15
-    if value == "infinity":
-        return -1
-    number = _strtoul(value, 10)
-    if number is None:
-        raise ConfigError(f"unable to parse WG_ENDPOINT_RESOLUTION_RETRIES: '{value}'")
-    return number
-
-
-def parse_endpoint(value: str) -> Endpoint:
-    """host:port or [v6]:port; names resolved now, retrying transient failures as wg does."""
-    if not value:
-        raise ConfigError("unable to parse empty endpoint")
-    if value.startswith("["):
-        host, bracket, rest = value[1:].partition("]")
-        if not bracket:
-            raise ConfigError(f"unable to find matching brace of endpoint '{value}'")
-        if not rest.startswith(":") or len(rest) < 2:
-            raise ConfigError(f"unable to find port of endpoint '{value}'")
-        port = rest[1:]
-    else:
-        host, colon, port = value.rpartition(":")
-        if not colon or not port:
-            raise ConfigError(f"unable to find port of endpoint '{value}'")
-    retries = _resolution_retries()
-    delay = 1.0
-    while True:
-        try:
-            infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM,
-                                       socket.IPPROTO_UDP)
-            break
-        except socket.gaierror as exc:
-            permanent = exc.errno in (socket.EAI_NONAME, socket.EAI_FAIL,
-                                      getattr(socket, "EAI_NODATA", socket.EAI_NONAME),
-                                      socket.EAI_SERVICE)
-            if permanent or retries == 0:
-                raise ConfigError(f"{exc.strerror}: '{value}'") from None
-            retries -= 1
-            time.sleep(delay)
-            delay = min(20.0, delay * 6 / 5)
-        except UnicodeError:
-            raise ConfigError(f"'{value}' is not a valid endpoint") from None
-    family, _, _, _, address = infos[0]
-    if family == socket.AF_INET6:
-        numeric_host, _ = socket.getnameinfo(address, socket.NI_NUMERICHOST |
-                                             socket.NI_NUMERICSERV)
-        return Endpoint(numeric_host, address[1])
-    return Endpoint(address[0], address[1])
-
-
-# ---------------------------------------------------------------------- files
-
-_QUICK_LIST_KEYS = {"address": "addresses", "dns": "dns", "preup": "pre_up",
-                    "postup": "post_up", "predown": "pre_down", "postdown": "post_down"}
-_QUICK_KEYS = {*_QUICK_LIST_KEYS, "mtu", "table", "saveconfig"}
-
-
-def _clean(line: str) -> str:
-    return "".join(ch for ch in line.split("#", 1)[0] if ch not in _SPACE)
+            key, _, value = line.partition("=")
+            yield Line(number, raw, "wg", key if "=" in line else line, value)
 
 
 def parse_config(text: str, *, filename: str = "<config>", quick: bool = False,
@@ -206,53 +121,48 @@ def parse_config(text: str, *, filename: str = "<config>", quick: bool = False,
     section: str | None = None
     peer: PeerConfig | None = None
     peer_lines: list[tuple[PeerConfig, int]] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = _clean(raw)
-        if not line:
+    for line in classify(text, quick):
+        if line.kind == "blank":
             continue
-        lowered = line.lower()
-        if lowered == "[interface]":
+        if line.kind == "interface":
             section, peer = "interface", None
             continue
-        if lowered == "[peer]":
+        if line.kind == "peer":
             section = "peer"
             peer = PeerConfig(public_key=b"", replace_allowed_ips=True)
             device.peers.append(peer)
-            peer_lines.append((peer, number))
+            peer_lines.append((peer, line.number))
             continue
-        key, equals, value = line.partition("=")
-        if quick and section == "interface" and key.lower() in _QUICK_KEYS:
-            # wg-quick reads its own keys itself and only trims the value (hooks keep spaces)
-            value = raw.split("#", 1)[0].partition("=")[2].strip(_SPACE)
-        if not equals or not value or section is None:
-            raise ConfigError(f"line unrecognized: '{line}'", file=filename, line=number)
+        if line.kind == "wg" and (not line.value or section is None):
+            raise ConfigError(f"line unrecognized: '{_wg_line(line.raw)}'", file=filename,
+                              line=line.number)
         try:
-            _apply(device, peer, section, key, value, quick)
+            if line.kind == "quick":
+                apply_quick_key(device, line.key.lower(), line.value)
+            else:
+                apply_key(device, peer, line.key, line.value)
         except ConfigError as exc:
-            raise ConfigError(exc.message, file=filename, line=number,
-                              key=exc.key or key) from None
+            raise exc.located(filename, line.number, line.key) from None
     for peer_config, number in peer_lines:
         if not peer_config.public_key:
             raise ConfigError("a peer is missing a public key", file=filename, line=number)
     return device
 
 
-def _apply(device: DeviceConfig, peer: PeerConfig | None, section: str, key: str,
-           value: str, quick: bool) -> None:
+def apply_key(device: DeviceConfig, peer: PeerConfig | None, key: str, value: str) -> None:
+    """One wg `Key=value` (whitespace already removed) of [Interface] (peer None) or a peer."""
     name = key.lower()
-    if section == "interface":
+    if peer is None:
         if name == "listenport":
             device.listen_port = parse_port(value)
         elif name == "fwmark":
             device.fwmark = parse_fwmark(value)
         elif name == "privatekey":
             device.private_key = parse_key(value)
-        elif quick and _apply_quick(device, name, value):
-            pass
         else:
-            raise ConfigError(f"line unrecognized: '{key}={value}'", key=key)
+            hint = f" ({key} is wg-quick's: use wgpy-quick)" if name in QUICK_KEYS else ""
+            raise ConfigError(f"not a key of [Interface]{hint}")
         return
-    assert peer is not None
     if name == "endpoint":
         peer.endpoint = parse_endpoint(value)
     elif name == "publickey":
@@ -264,20 +174,21 @@ def _apply(device: DeviceConfig, peer: PeerConfig | None, section: str, key: str
     elif name == "presharedkey":
         peer.preshared_key = parse_key(value)
     else:
-        raise ConfigError(f"line unrecognized: '{key}={value}'", key=key)
+        raise ConfigError("not a key of [Peer]")
 
 
-def _apply_quick(device: DeviceConfig, name: str, value: str) -> bool:
+def apply_quick_key(device: DeviceConfig, name: str, value: str) -> None:
+    """One wg-quick [Interface] key (lowercase name, trimmed value)."""
     quick = device.quick
-    if name in _QUICK_LIST_KEYS:
-        items = [i.strip(_SPACE) for i in value.split(",")] if name in ("address", "dns") \
-            else [value]
-        getattr(quick, _QUICK_LIST_KEYS[name]).extend(i for i in items if i)
+    if name == "address":
+        quick.addresses.extend(value.replace(",", " ").split())
+    elif name == "dns":
+        for item in value.replace(",", " ").split():
+            (quick.dns if _DNS_SERVER.match(item) else quick.dns_search).append(item)
     elif name == "mtu":
-        number = _strtoul(value, 10)
-        if number is None or not 68 <= number <= 65535:
+        if not re.fullmatch(r"[0-9]+", value):
             raise ConfigError(f"'{value}' is not a valid MTU")
-        quick.mtu = number
+        quick.mtu = int(value)
     elif name == "table":
         quick.table = value
     elif name == "saveconfig":
@@ -285,17 +196,33 @@ def _apply_quick(device: DeviceConfig, name: str, value: str) -> bool:
             raise ConfigError(f"'{value}' is neither true nor false")
         quick.save_config = value.lower() == "true"
     else:
-        return False
-    return True
+        getattr(quick, _HOOKS[name]).append(value)
+
+
+def strip_quick(text: str) -> str:
+    """`wg-quick strip`: the file without wg-quick's keys, each line trimmed as bash's
+    `read` trims it, and the extra newline `echo` adds."""
+    kept = []
+    in_interface = False
+    for raw in _lines(text):
+        key, _ = _quick_key_value(raw)
+        if key.startswith("["):
+            in_interface = key.lower() == "[interface]"
+        if in_interface and key.lower() in QUICK_KEYS:
+            continue
+        kept.append(raw.replace("\0", "").strip(_READ_IFS) + "\n")
+    return "".join(kept) + "\n"
 
 
 def read_config(path: str, *, quick: bool = False, append: bool = False) -> DeviceConfig:
+    """Read and parse a file; bytes that are not UTF-8 are kept (surrogate-escaped)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
         raise ConfigError(exc.strerror or "cannot read", file=path) from None
-    return parse_config(text, filename=path, quick=quick, append=append)
+    return parse_config(data.decode("utf-8", "surrogateescape"), filename=path, quick=quick,
+                        append=append)
 
 
 # ---------------------------------------------------------------------- wg set arguments
@@ -303,41 +230,57 @@ def read_config(path: str, *, quick: bool = False, append: bool = False) -> Devi
 
 def parse_set_arguments(args: list[str]) -> DeviceConfig:
     """`wg set` grammar: [listen-port P] [fwmark M] [private-key FILE] [peer KEY [remove]
-    [preshared-key FILE] [endpoint E] [persistent-keepalive N] [allowed-ips LIST]]..."""
+    [preshared-key FILE] [endpoint E] [persistent-keepalive N] [allowed-ips LIST]]...
+
+    Words are read left to right as wg's config_read_cmd reads them: interface words only
+    before the first `peer`, peer words only after one, every word but `remove` with a value."""
     device = DeviceConfig()
     peer: PeerConfig | None = None
     i = 0
     while i < len(args):
         word = args[i]
-        has_value = i + 1 < len(args)
-        value = args[i + 1] if has_value else ""
+        if word == "remove" and peer is not None:
+            peer.remove = True
+            i += 1
+            continue
+        allowed = (word == "peer" or (word in _DEVICE_WORDS and peer is None)
+                   or (word in _PEER_WORDS and peer is not None))
+        if not allowed or i + 1 == len(args):
+            raise ConfigError(f"invalid argument: {word}")
         try:
-            if word == "listen-port" and has_value and peer is None:
-                device.listen_port = parse_port(value)
-            elif word == "fwmark" and has_value and peer is None:
-                device.fwmark = parse_fwmark(value)
-            elif word == "private-key" and has_value and peer is None:
-                device.private_key = parse_key_file(value)
-            elif word == "peer" and has_value:
-                peer = PeerConfig(public_key=parse_key(value))
-                device.peers.append(peer)
-            elif word == "remove" and peer is not None:
-                peer.remove = True
-                i += 1
-                continue
-            elif word == "endpoint" and has_value and peer is not None:
-                peer.endpoint = parse_endpoint(value)
-            elif word == "allowed-ips" and has_value and peer is not None:
-                peer.allowed_ips.extend(parse_allowed_ips(
-                    "".join(ch for ch in value if ch not in _SPACE)))
-                peer.replace_allowed_ips = True
-            elif word == "persistent-keepalive" and has_value and peer is not None:
-                peer.persistent_keepalive = parse_persistent_keepalive(value)
-            elif word == "preshared-key" and has_value and peer is not None:
-                peer.preshared_key = parse_key_file(value)
-            else:
-                raise ConfigError(f"invalid argument: {word}")
+            peer = _apply_set_word(device, peer, word, args[i + 1])
         except ConfigError as exc:
-            raise ConfigError(exc.message, key=word if word != exc.message else None) from None
+            raise exc.located(None, None, word) from None
         i += 2
     return device
+
+
+_DEVICE_WORDS = {"listen-port", "fwmark", "private-key"}
+_PEER_WORDS = {"endpoint", "allowed-ips", "persistent-keepalive", "preshared-key"}
+
+
+def _apply_set_word(device: DeviceConfig, peer: PeerConfig | None, word: str,
+                    value: str) -> PeerConfig | None:
+    """One `word value` pair; returns the peer that following words apply to."""
+    if word == "peer":
+        peer = PeerConfig(public_key=parse_key(value))
+        device.peers.append(peer)
+    elif word == "listen-port":
+        device.listen_port = parse_port(value)
+    elif word == "fwmark":
+        device.fwmark = parse_fwmark(value)
+    elif word == "private-key":
+        device.private_key = parse_key_file(value)
+    else:
+        assert peer is not None
+        if word == "endpoint":
+            peer.endpoint = parse_endpoint(value)
+        elif word == "allowed-ips":
+            peer.allowed_ips.extend(parse_allowed_ips(
+                "".join(ch for ch in value if ch not in SPACE)))
+            peer.replace_allowed_ips = True
+        elif word == "persistent-keepalive":
+            peer.persistent_keepalive = parse_persistent_keepalive(value)
+        else:
+            peer.preshared_key = parse_key_file(value)
+    return peer

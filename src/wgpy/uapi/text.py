@@ -1,0 +1,109 @@
+"""The UAPI wire text shared by the client and the server: `key=value` lines, a blank line
+ending each message, `errno=N` replies (https://www.wireguard.com/xplatform/).
+
+The rules are the strict ones both ends apply: `wg` (ipc-uapi.h) reads numbers with its NUM()
+macro (decimal digits only, bounded) and keys as exactly 64 hex digits; wireguard-go answers a
+failed request with the *negated* errno (`errno=-22`), which `wg` negates back for strerror.
+"""
+
+import errno
+import os
+import re
+from collections.abc import Iterable
+
+DEFAULT_SOCKET_DIR = "/var/run/wireguard"
+# wg has no override (RUNSTATEDIR is fixed at build time), nor has wireguard-go. wgpyd honours
+# WG_SOCKET_DIR so tests and unprivileged users can move it; the client follows wgpyd.
+SOCKET_DIR_ENV = "WG_SOCKET_DIR"
+SOCKET_SUFFIX = ".sock"
+
+GET_REQUEST = b"get=1\n\n"
+
+# The errnos wireguard-go answers with (ipc.IpcError*), positive here; on the wire negated.
+EIO = errno.EIO
+EPROTO = errno.EPROTO
+EINVAL = errno.EINVAL
+EADDRINUSE = errno.EADDRINUSE
+ENOANO = 55  # wireguard-go's IpcErrorUnknown
+
+_DIGITS = re.compile(r"[0-9]+\Z")
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}\Z")
+KEY_HEX_LEN = 64
+
+
+class UapiFormatError(ValueError):
+    """Text that breaks the UAPI format (a line without `=`, a bad number or key)."""
+
+
+def socket_dir() -> str:
+    return os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
+
+
+def socket_path(iface: str) -> str:
+    return os.path.join(socket_dir(), iface + SOCKET_SUFFIX)
+
+
+def format_message(pairs: Iterable[tuple[str, object]]) -> bytes:
+    """`key=value` lines and the terminating blank line."""
+    return ("".join(f"{key}={value}\n" for key, value in pairs) + "\n").encode()
+
+
+def split_line(line: str) -> tuple[str, str]:
+    """`key=value` at the first `=`; the value may itself contain `=`."""
+    key, sep, value = line.partition("=")
+    if not sep:
+        raise UapiFormatError(f"line without '=': {line!r}")
+    return key, value
+
+
+def parse_message(text: str) -> list[tuple[str, str]]:
+    """The pairs of one message, up to its blank line (which must be there: a reply cut short
+    is a protocol error, as `wg` treats it)."""
+    pairs = []
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if line == "":
+            if index == len(lines) - 1:
+                break  # text ended without the blank line
+            return pairs
+        pairs.append(split_line(line))
+    raise UapiFormatError("message not terminated by a blank line")
+
+
+def parse_unsigned(value: str, maximum: int) -> int:
+    """wg's NUM(max): decimal digits only (no sign, no spaces), at most `maximum`."""
+    if not _DIGITS.match(value) or int(value) > maximum:
+        raise UapiFormatError(f"not a number in 0..{maximum}: {value!r}")
+    return int(value)
+
+
+def parse_errno(value: str) -> int:
+    """The value of an `errno=` line as sent (wireguard-go sends it negated)."""
+    digits = value[1:] if value.startswith("-") else value
+    if not _DIGITS.match(digits) or not -(2**31) <= int(value) < 2**31:
+        raise UapiFormatError(f"bad errno: {value!r}")
+    return int(value)
+
+
+def parse_hex_key(value: str) -> bytes:
+    if not _HEX_KEY.match(value):
+        raise UapiFormatError("key is not 64 hex digits")
+    return bytes.fromhex(value)
+
+
+def format_hex_key(key: bytes) -> str:
+    return key.hex()
+
+
+def split_endpoint(value: str) -> tuple[str, str] | None:
+    """`[host]:port` or `host:port` (last colon) into host and port text, as wg splits both
+    command-line endpoints and UAPI ones; None when there is no port or no closing brace."""
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        if not bracket or not rest.startswith(":") or len(rest) == 1:
+            return None
+        return host, rest[1:]
+    host, colon, port = value.rpartition(":")
+    if not colon or not port:
+        return None
+    return host, port
