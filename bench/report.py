@@ -138,14 +138,15 @@ def chart(configs: list[Config], runs: list[dict], summary: dict, path: str,
             value = summary[name]["median"][metric]
             if value is not None:
                 panel.bar(x, value, color=colour, alpha=0.45, width=0.7)
-                panel.annotate(_number(value), (x, value), ha="center", va="bottom",
-                               fontsize=7, xytext=(0, 2), textcoords="offset points")
+                # The median's value at the foot of its bar, clear of the per-round dots.
+                panel.text(x, 0.02, _number(value), ha="center", va="bottom", fontsize=7,
+                           transform=panel.get_xaxis_transform())
             points = [run["metrics"][metric] for run in runs
                       if run["config"] == name and run["status"] == "ok"
                       and run["metrics"].get(metric) is not None]
             offsets = [x + 0.12 * (i - (len(points) - 1) / 2) for i in range(len(points))]
             panel.scatter(offsets, points, color=colour, edgecolor="black", s=22, zorder=3)
-        if metric.endswith("_mbps"):
+        if metric.startswith("tcp"):
             # Raw veth runs tens of times faster than any tunnel: a log axis keeps both legible.
             panel.set_yscale("log")
         panel.set_title(heading, fontsize=10)
