@@ -273,14 +273,17 @@ HANDLERS: dict[str, Callable[[str, list[str]], int]] = {
 }
 
 
+_NOTICES = logging.StreamHandler()
+_NOTICES.setFormatter(logging.Formatter("%(message)s"))
+
+
 def _route_config_notices() -> None:
     """Warnings from the config parser (host bits set, DNS retries) go to stderr bare, as
-    wg prints them."""
+    wg prints them (to the current sys.stderr, which callers may have redirected)."""
+    _NOTICES.setStream(sys.stderr)
     logger = logging.getLogger("wgpy.config")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
+    if _NOTICES not in logger.handlers:
+        logger.addHandler(_NOTICES)
         logger.propagate = False
 
 

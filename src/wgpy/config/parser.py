@@ -89,9 +89,12 @@ class Line:
 
 
 def classify(text: str, quick: bool) -> Iterator[Line]:
+    """The lines of a file as wg (and, if `quick`, wg-quick first) would take them."""
     quick_section = False
     for number, raw in enumerate(_lines(text), 1):
         if quick:
+            # wg-quick's bash drops NUL bytes before wg sees the line (wg alone stops at one)
+            raw = raw.replace("\0", "")
             key, value = _quick_key_value(raw)
             if key.startswith("["):
                 quick_section = key.lower() == "[interface]"
@@ -140,7 +143,7 @@ def parse_config(text: str, *, filename: str = "<config>", quick: bool = False,
             if line.kind == "quick":
                 apply_quick_key(device, line.key.lower(), line.value)
             else:
-                apply_key(device, peer, line.key, line.value)
+                apply_key(device, peer, line.key, line.value, quick)
         except ConfigError as exc:
             raise exc.located(filename, line.number, line.key) from None
     for peer_config, number in peer_lines:
@@ -149,7 +152,8 @@ def parse_config(text: str, *, filename: str = "<config>", quick: bool = False,
     return device
 
 
-def apply_key(device: DeviceConfig, peer: PeerConfig | None, key: str, value: str) -> None:
+def apply_key(device: DeviceConfig, peer: PeerConfig | None, key: str, value: str,
+              quick: bool = False) -> None:
     """One wg `Key=value` (whitespace already removed) of [Interface] (peer None) or a peer."""
     name = key.lower()
     if peer is None:
@@ -160,8 +164,7 @@ def apply_key(device: DeviceConfig, peer: PeerConfig | None, key: str, value: st
         elif name == "privatekey":
             device.private_key = parse_key(value)
         else:
-            hint = f" ({key} is wg-quick's: use wgpy-quick)" if name in QUICK_KEYS else ""
-            raise ConfigError(f"not a key of [Interface]{hint}")
+            raise ConfigError(f"not a key of [Interface]{_quick_hint(key, quick)}")
         return
     if name == "endpoint":
         peer.endpoint = parse_endpoint(value)
@@ -175,6 +178,15 @@ def apply_key(device: DeviceConfig, peer: PeerConfig | None, key: str, value: st
         peer.preshared_key = parse_key(value)
     else:
         raise ConfigError("not a key of [Peer]")
+
+
+def _quick_hint(key: str, quick: bool) -> str:
+    if key.lower() not in QUICK_KEYS:
+        return ""
+    if not quick:
+        return f" ({key} is wg-quick's: use wgpy-quick)"
+    return (" (wg-quick takes its own keys only when written without inner spaces, under a "
+            "plain [Interface] line)")
 
 
 def apply_quick_key(device: DeviceConfig, name: str, value: str) -> None:
