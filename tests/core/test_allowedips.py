@@ -71,6 +71,25 @@ def test_order_is_insertion_order_and_reinsert_moves_to_the_end():
         "fd00::/64", "10.0.0.2/32", "10.0.0.1/32"]
 
 
+def test_index_goes_stale_on_change_and_rebuilds_after_enough_lookups():
+    a, b = Peer("a"), Peer("b")
+    table: AllowedIPs[Peer] = AllowedIPs()
+    table.insert("10.0.0.0/8", a)
+    table.compact()
+    assert table.lookup(ip("10.1.1.1")) is a
+    table.insert("10.1.0.0/16", b)  # stale index must not answer
+    assert table.lookup(ip("10.1.1.1")) is b
+    for _ in range(3):
+        assert table.lookup(ip("10.1.1.1")) is b
+    assert table.lookup(ip("10.2.0.1")) is a
+    table.remove("10.1.0.0/16", b)
+    assert table.lookup(ip("10.1.1.1")) is a
+    table.insert("0.0.0.0/0", b)
+    table.compact()
+    assert table.lookup(ip("255.255.255.255")) is b
+    assert table.lookup(ip("10.255.255.255")) is a
+
+
 def test_remove_only_by_owner_and_remove_by_peer():
     a, b = Peer("a"), Peer("b")
     table: AllowedIPs[Peer] = AllowedIPs()
@@ -127,12 +146,20 @@ def test_random_prefixes_against_brute_force_oracle():
             del truth[(version, network, length)]
     probes = [address for *_, address in rng.sample(inserted, 1500)]
     probes += [rng.getrandbits(32) for _ in range(200)]
+    probes += [(10 << 24) + rng.getrandbits(24) for _ in range(300)]
+    expected = {}
     for address in probes:
         version = 4 if address < 1 << 32 and rng.random() < 0.5 else 6
         if version == 4 and address >= 1 << 32:
             continue
-        packed = address.to_bytes(4 if version == 4 else 16, "big")
-        assert table.lookup(packed) is brute_force(truth, version, address)
+        expected[(version, address)] = brute_force(truth, version, address)
+    # both lookup paths: probing the per-length dicts, then the flattened index
+    for compacted in (False, True):
+        if compacted:
+            table.compact()
+        for (version, address), peer in expected.items():
+            packed = address.to_bytes(4 if version == 4 else 16, "big")
+            assert table.lookup(packed) is peer, (compacted, version, address)
     for peer in peers:
         expected = {k for k, v in truth.items() if v is peer}
         got = {(n.version, int(n.network_address), n.prefixlen)

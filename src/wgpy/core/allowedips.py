@@ -6,9 +6,14 @@ another peer holds moves it (what seed 004 trips over: two peers with 0.0.0.0/0 
 first with none).
 
 Representation: per address family, one dict per prefix length mapping the masked network
-(as an int) to its peer, plus the lengths in use, longest first. A lookup converts the
-address once and probes at most one dict per length in use; inserting or removing one prefix
-touches one dict, so `wg set` on one peer never rebuilds the table for all.
+(as an int) to its peer, plus the lengths in use, longest first. Inserting or removing one
+prefix touches one dict, so `wg set` on one peer never rebuilds the table for all. A lookup
+probes at most one dict per length in use — fine for a few lengths, slow for a million random
+prefixes of every length. So each family also keeps a flattened index: the address space cut
+into disjoint ranges, each with the owner of its longest covering prefix, searched with
+bisect in C. A change marks the index stale (lookups fall back to probing) and it is rebuilt
+only after as many lookups as there are prefixes, which keeps the rebuild's O(n) cost
+amortized to O(1) per lookup however often the table changes.
 
 Order of `entries_for_peer`, as the references keep it (wireguard-go's per-peer list, the
 kernel's list_move_tail): a prefix goes to the end of its owner's list whenever it is
@@ -16,6 +21,7 @@ inserted, including a re-insert of a prefix the peer already had. Host bits are 
 insert (10.1.2.3/8 is 10.0.0.0/8).
 """
 
+import bisect
 import ipaddress
 from typing import Generic, TypeVar
 
@@ -30,17 +36,24 @@ def _masks(bits: int) -> list[int]:
 
 
 _MASKS = {4: _masks(32), 6: _masks(128)}
+_bisect_right = bisect.bisect_right
 
 
 class _Family(Generic[P]):
     """The prefixes of one address family."""
 
-    __slots__ = ("by_length", "lengths", "masks")
+    __slots__ = ("bits", "by_length", "count", "index_owners", "index_starts", "lengths",
+                 "lookups_since_change", "masks")
 
     def __init__(self, version: int) -> None:
         self.by_length: dict[int, dict[int, P]] = {}
         self.lengths: list[tuple[int, dict[int, P], int]] = []  # (length, table, mask)
         self.masks = _MASKS[version]
+        self.bits = _BITS[version]
+        self.count = 0
+        self.index_starts: list[int] | None = None  # None: stale
+        self.index_owners: list[P | None] = []
+        self.lookups_since_change = 0
 
     def _reindex(self) -> None:
         self.lengths = [
@@ -53,27 +66,68 @@ class _Family(Generic[P]):
         return None if table is None else table.get(network)
 
     def set(self, network: int, length: int, peer: P) -> None:
+        self.index_starts = None
+        self.lookups_since_change = 0
         table = self.by_length.get(length)
         if table is None:
             table = self.by_length[length] = {}
-            table[network] = peer
             self._reindex()
-        else:
-            table[network] = peer
+        if network not in table:
+            self.count += 1
+        table[network] = peer
 
     def delete(self, network: int, length: int) -> None:
+        self.index_starts = None
+        self.lookups_since_change = 0
         table = self.by_length[length]
         del table[network]
+        self.count -= 1
         if not table:
             del self.by_length[length]
             self._reindex()
 
     def lookup(self, address: int) -> P | None:
+        starts = self.index_starts
+        if starts is not None:
+            return self.index_owners[bisect.bisect_right(starts, address) - 1]
+        self.lookups_since_change += 1
+        if self.lookups_since_change > self.count:
+            self.build_index()
         for _, table, mask in self.lengths:
             peer = table.get(address & mask)
             if peer is not None:
                 return peer
         return None
+
+    def build_index(self) -> None:
+        """Flatten the prefixes into sorted disjoint ranges, each with its longest match."""
+        prefixes = sorted(
+            (network, length, peer)
+            for length, table in self.by_length.items()
+            for network, peer in table.items()
+        )
+        starts: list[int] = [0]
+        owners: list[P | None] = [None]
+
+        def mark(point: int, owner: P | None) -> None:
+            if starts[-1] == point:
+                owners[-1] = owner
+            elif owners[-1] is not owner:
+                starts.append(point)
+                owners.append(owner)
+
+        stack: list[tuple[int, P]] = []  # (last address, peer) of the enclosing prefixes
+        for network, length, peer in prefixes:
+            while stack and stack[-1][0] < network:
+                end, _ = stack.pop()
+                mark(end + 1, stack[-1][1] if stack else None)
+            mark(network, peer)
+            stack.append((network + (1 << (self.bits - length)) - 1, peer))
+        while stack:
+            end, _ = stack.pop()
+            if end + 1 < 1 << self.bits:
+                mark(end + 1, stack[-1][1] if stack else None)
+        self.index_starts, self.index_owners = starts, owners
 
 
 class AllowedIPs(Generic[P]):
@@ -123,10 +177,14 @@ class AllowedIPs(Generic[P]):
             self._family(version).delete(value, length)
 
     def lookup(self, address: bytes) -> P | None:
-        """The peer for a packed IPv4 (4 bytes) or IPv6 (16 bytes) address."""
-        if len(address) == 4:
-            return self._v4.lookup(int.from_bytes(address, "big"))
-        return self._v6.lookup(int.from_bytes(address, "big"))
+        """The peer for a packed IPv4 (4 bytes) or IPv6 (16 bytes) address. Hot path: the
+        common case (a fresh index) is inlined here."""
+        family = self._v4 if len(address) == 4 else self._v6
+        value = int.from_bytes(address, "big")
+        starts = family.index_starts
+        if starts is not None:
+            return family.index_owners[_bisect_right(starts, value) - 1]
+        return family.lookup(value)
 
     def entries_for_peer(self, peer: P) -> list[Network]:
         result: list[Network] = []
@@ -136,6 +194,11 @@ class AllowedIPs(Generic[P]):
             else:
                 result.append(ipaddress.IPv6Network((value, length)))
         return result
+
+    def compact(self) -> None:
+        """Build the lookup index now (e.g. after loading a large configuration)."""
+        self._v4.build_index()
+        self._v6.build_index()
 
     def clear(self) -> None:
         self._v4 = _Family(4)
