@@ -100,10 +100,8 @@ def list_interfaces() -> list[str]:
 
 def _connect(iface: str) -> socket.socket:
     """userspace_interface_file, falling back like ipc.c to the kernel when no socket."""
-    if "/" in iface:
-        raise _fail(errno.EINVAL)
     path = socket_path(iface)
-    if not _has_socket(path):
+    if "/" in iface or not _has_socket(path):
         if _is_kernel_wireguard(iface):
             raise KernelInterfaceError(
                 errno.EOPNOTSUPP, f"{iface} is a kernel WireGuard interface; wgpy speaks only "
