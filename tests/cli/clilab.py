@@ -91,9 +91,11 @@ class FakeUapi:
     """A UAPI socket answering `get` with `reply` (a `get` body, errno line added; or `raw`,
     sent as is) and `set` with `errno=-<set_errno>`, recording every `set` request text."""
 
-    def __init__(self, reply: str = "", set_errno: int = 0, raw: str | None = None) -> None:
+    def __init__(self, reply: str = "", set_errno: int = 0, raw: str | None = None,
+                 directory: str = SOCKET_DIR) -> None:
         self.name = unique_name("wcf", 15)
-        self.path = os.path.join(SOCKET_DIR, f"{self.name}.sock")
+        self.directory = directory
+        self.path = os.path.join(directory, f"{self.name}.sock")
         self.reply = reply
         self.raw = raw
         self.set_errno = set_errno
@@ -102,7 +104,7 @@ class FakeUapi:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "FakeUapi":
-        os.makedirs(SOCKET_DIR, exist_ok=True)
+        os.makedirs(self.directory, exist_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.path)
         listener.listen(8)

@@ -9,13 +9,14 @@ from wgpy.core.keys import key_to_base64
 
 
 def interface_items(device: DeviceConfig) -> list[tuple[str, str]]:
-    """[Interface] keys in showconf's order; zero and unset values are left out, as wg does."""
+    """[Interface] keys in showconf's order; zero and unset values are left out, as wg does
+    (an all-zero key is "no key": it is what setconf sends to clear one)."""
     items = []
     if device.listen_port:
         items.append(("ListenPort", str(device.listen_port)))
     if device.fwmark:
         items.append(("FwMark", f"0x{device.fwmark:x}"))
-    if device.private_key is not None:
+    if device.private_key is not None and any(device.private_key):
         items.append(("PrivateKey", key_to_base64(device.private_key)))
     return items
 
@@ -42,7 +43,7 @@ def quick_items(quick: QuickConfig) -> list[tuple[str, str]]:
 def peer_items(peer: PeerConfig) -> list[tuple[str, str]]:
     """[Peer] keys in showconf's order."""
     items = [("PublicKey", key_to_base64(peer.public_key))]
-    if peer.preshared_key is not None:
+    if peer.preshared_key is not None and any(peer.preshared_key):
         items.append(("PresharedKey", key_to_base64(peer.preshared_key)))
     if peer.allowed_ips:
         items.append(("AllowedIPs", ", ".join(str(a) for a in peer.allowed_ips)))
