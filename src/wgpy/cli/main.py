@@ -8,6 +8,7 @@ on stderr and exit 1, as wg does; never a traceback. Where wg prints a bare C me
 ("Line unrecognized") wgpy names the file, line and key instead.
 """
 
+import io
 import logging
 import os
 import stat
@@ -290,6 +291,10 @@ def _route_config_notices() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     _route_config_notices()
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # names from the file system (interfaces) need not be valid UTF-8: print them back
+        # byte for byte rather than fail, as wg does
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
         if len(args) == 1 and args[0] in ("-v", "--version", "version"):
             print(f"wgpy v{__version__} (wireguard-tools v1.0.20210914 compatible)")
