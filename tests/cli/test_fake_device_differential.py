@@ -4,7 +4,9 @@ unit, handshake-ordered peers, odd address forms, extension keys), identical han
 broken replies, and byte-identical `set` requests for the same command line or file.
 """
 
+import base64
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -244,7 +246,7 @@ def test_syncconf_sends_the_same_request_as_wg(root_netns, tmp_path, running):
     applied without replacing peers."""
     config = tmp_path / "sync.conf"
     config.write_text("[Interface]\nListenPort = 1\n" + "".join(
-        f"[Peer]\nPublicKey = {__import__('base64').b64encode(KEYS[i]).decode()}\n"
+        f"[Peer]\nPublicKey = {base64.b64encode(KEYS[i]).decode()}\n"
         f"AllowedIPs = 10.{i}.0.0/16\n" for i in (3, 1, 5)))
     with FakeUapi("".join(peer(KEYS[i]) for i in running)) as fake:
         assert run_wg("syncconf", fake.name, str(config)).returncode == 0
@@ -264,14 +266,13 @@ def test_pubkey_and_genkey_match_wg(tmp_path):
         target = tmp_path / command
         with open(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644), "w") as out:
             os.fchmod(out.fileno(), 0o644)
-            result = __import__("subprocess").run(["wgpy", command], stdout=out,
-                                                  stderr=-1, text=True)
+            result = subprocess.run(["wgpy", command], stdout=out, stderr=subprocess.PIPE,
+                                    text=True)
         assert result.returncode == 0 and "world accessible" in result.stderr
         key = target.read_text().strip()
         assert _tool(["wg", "pubkey"], key).returncode == 0
 
 
 def _tool(argv: list[str], stdin: str) -> Result:
-    import subprocess
     result = subprocess.run(argv, input=stdin.encode(), capture_output=True)
     return Result(result.returncode, result.stdout.decode(), result.stderr.decode())
