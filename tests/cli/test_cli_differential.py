@@ -14,12 +14,13 @@ import subprocess
 import tempfile
 
 import pytest
-from clilab import device_pair, run_wg, run_wgpy
 
 from conftest import have_root_netns, require
 from wgpy.cli.show import FIELDS
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
+
+from clilab import device_pair, run_wg, run_wgpy
 
 pytestmark = pytest.mark.root
 

@@ -6,13 +6,14 @@ import os
 import socket
 
 import pytest
-from clilab import FakeUapi, run_wgpy
 
 from wgpy.cli.show import human_bytes, pretty, sorted_peers
 from wgpy.config.model import DeviceConfig, Endpoint, PeerConfig
 from wgpy.config.parser import parse_config
 from wgpy.uapi import client
 from wgpy.uapi.text import UapiFormatError, parse_message
+
+from clilab import FakeUapi, run_wgpy
 
 KEY1, KEY2 = bytes([1]) * 32, bytes([2]) * 32
 

@@ -15,11 +15,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from clilab import device_pair, run_wg, run_wgpy
 
 from conftest import have_root_netns, require
 from wgpy.config.parser import parse_config, read_config, strip_quick
 from wgpy.config.values import ConfigError
+
+from clilab import device_pair, run_wg, run_wgpy
 
 pytestmark = pytest.mark.root
 CONFIGS = Path(__file__).parent / "configs"

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from clilab import FakeUapi, Result, run_wg, run_wgpy
 
 from wgpy.cli.show import FIELDS
+
+from clilab import FakeUapi, Result, run_wg, run_wgpy
 
 pytestmark = pytest.mark.root
 CONFIGS = Path(__file__).parent / "configs"
