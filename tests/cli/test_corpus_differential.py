@@ -46,7 +46,8 @@ def showconf(iface: str, keep_port: bool) -> list[str]:
     if not keep_port:
         text = "".join(line for line in text.splitlines(True) if not line.startswith("Listen"))
     head, *peers = text.split("[Peer]\n")
-    return [head, *sorted(peers)]
+    # the blank line between peers belongs to whichever comes first in Go map order
+    return [head, *sorted(peer.rstrip("\n") for peer in peers)]
 
 
 def warnings(stderr: str) -> list[str]:
