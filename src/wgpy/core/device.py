@@ -252,12 +252,8 @@ class Device:
         header = TRANSPORT_HEADER.pack(MESSAGE_TRANSPORT_DATA, keypair.remote_index, counter)
         datagram = header + keypair.send.encrypt(aead_nonce(counter), packet, None)
 
+        self._authenticated_packet(peer, now, Timer.SEND_KEEPALIVE)
         timers = peer.timers
-        if peer.persistent_keepalive_interval:
-            self.timers.arm(
-                timers, Timer.PERSISTENT_KEEPALIVE, now + peer.persistent_keepalive_interval
-            )
-        timers.deadlines[Timer.SEND_KEEPALIVE] = None
         if size and timers.deadlines[Timer.NEW_HANDSHAKE] is None:
             self.timers.arm(
                 timers,
@@ -364,7 +360,7 @@ class Device:
             # keepKeyFreshReceiving
             peer.sent_last_minute_handshake = True
             self._send_initiation(peer, False, now)
-        self._authenticated_packet_received(peer, now)
+        self._authenticated_packet(peer, now, Timer.NEW_HANDSHAKE)
         peer.rx_bytes += len(datagram)
         if not plaintext:
             return None  # keepalive
@@ -395,23 +391,16 @@ class Device:
             return None
         return plaintext if length == size else plaintext[:length]
 
-    def _authenticated_packet_received(self, peer: Peer, now: float) -> None:
-        """timersAnyAuthenticatedPacketTraversal + timersAnyAuthenticatedPacketReceived."""
+    def _authenticated_packet(self, peer: Peer, now: float, settled: Timer) -> None:
+        """timersAnyAuthenticatedPacketTraversal, then the timer the packet makes moot: a
+        received one cancels NEW_HANDSHAKE (...PacketReceived), a sent one SEND_KEEPALIVE
+        (...PacketSent)."""
         timers = peer.timers
         if peer.persistent_keepalive_interval:
             self.timers.arm(
                 timers, Timer.PERSISTENT_KEEPALIVE, now + peer.persistent_keepalive_interval
             )
-        timers.deadlines[Timer.NEW_HANDSHAKE] = None
-
-    def _authenticated_packet_sent(self, peer: Peer, now: float) -> None:
-        """timersAnyAuthenticatedPacketTraversal + timersAnyAuthenticatedPacketSent."""
-        timers = peer.timers
-        if peer.persistent_keepalive_interval:
-            self.timers.arm(
-                timers, Timer.PERSISTENT_KEEPALIVE, now + peer.persistent_keepalive_interval
-            )
-        timers.deadlines[Timer.SEND_KEEPALIVE] = None
+        timers.deadlines[settled] = None
 
     def _confirm_keypair(self, peer: Peer, keypair: Keypair, now: float) -> None:
         """Responder's first data under a new session: it becomes current."""
@@ -472,7 +461,7 @@ class Device:
             return
         peer.endpoint = source
         peer.rx_bytes += len(message)
-        self._authenticated_packet_received(peer, now)
+        self._authenticated_packet(peer, now, Timer.NEW_HANDSHAKE)
         self._send_response(peer, now)
 
     def _send_response(self, peer: Peer, now: float) -> None:
@@ -487,7 +476,7 @@ class Device:
             return
         peer.cookie_generator.add_macs(message, now)
         self._begin_session(peer, now)
-        self._authenticated_packet_sent(peer, now)
+        self._authenticated_packet(peer, now, Timer.SEND_KEEPALIVE)
         self._emit(peer, bytes(message))
 
     def _receive_response(self, message: bytes, source: Endpoint, now: float) -> None:
@@ -506,7 +495,7 @@ class Device:
             return
         peer.endpoint = source
         peer.rx_bytes += len(message)
-        self._authenticated_packet_received(peer, now)
+        self._authenticated_packet(peer, now, Timer.NEW_HANDSHAKE)
         self._begin_session(peer, now)
         self._handshake_complete(peer, now)
         self._send_keepalive(peer, now)
@@ -543,7 +532,7 @@ class Device:
             self.index_table.release(index)
             return
         peer.cookie_generator.add_macs(message, now)
-        self._authenticated_packet_sent(peer, now)
+        self._authenticated_packet(peer, now, Timer.SEND_KEEPALIVE)
         self._emit(peer, bytes(message))
         self.timers.arm(
             peer.timers, Timer.RETRANSMIT_HANDSHAKE, now + REKEY_TIMEOUT + self._jitter_time()
