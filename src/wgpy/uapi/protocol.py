@@ -1,51 +1,75 @@
-"""The cross-platform userspace API (`get=1` / `set=1`), as wireguard-go implements it.
+"""The cross-platform userspace API (`get=1` / `set=1`), as wireguard-go 0.0.20220316 has it.
 
-Same keys, same order, same formats and the same errno values as wireguard-go's uapi.go, so
-the real `wg` cannot tell wgpyd from wireguard-go. One deliberate difference: a `set` is
-atomic. wireguard-go applies lines as it reads them and stops at the first bad one, leaving
-half a configuration; wgpyd validates the whole request first and changes nothing unless every
-line is valid. The only failures left at apply time (binding the port, setting the fwmark) are
-applied first, so they too leave the device as it was.
+Same keys, order, formats, validation and errno values as its device/uapi.go (checked
+against the real binary, see tests/uapi), so `wg` cannot tell wgpyd from wireguard-go.
 
-`get` also carries `wgpy_drop_<reason>=<count>` lines (the core's drop counters) between the
-interface keys and the first peer; `wg` ignores keys it does not know.
+Deliberate differences, each because the reference's behaviour can hurt a user:
+
+* A `set` is atomic. wireguard-go applies lines as it reads them and stops at the first bad
+  one, leaving half a configuration. Here the whole request is validated first (SetParser)
+  and applied in one `host.call` only if every line is valid. The failures left at apply
+  time (binding the port, setting the fwmark: OSError from the host) come first, before the
+  device is touched, and a failed fwmark rebinds the old port; so an errno reply always
+  means "nothing changed". A repeated listen_port or fwmark line binds only its last value.
+* Endpoints are kept unmapped, as the core wants them: `[::ffff:192.0.2.1]:51820` is stored
+  and reported as `192.0.2.1:51820` (wireguard-go reports the mapped form, then cannot send
+  to it from its IPv6-only socket).
+* Without a private key the device's own public key counts as all-zero (a peer with the
+  zero key is ignored, as in wireguard-go and the kernel); after `private_key=00…00`
+  wireguard-go keeps X25519(0)'s public key instead, which the core does not remember.
+
+`get` also carries `wgpy_drop_<reason>=<count>` lines (the core's drop counters) after the
+interface keys and before the first peer; `wg` (ipc-uapi.h) skips keys it does not know.
 """
 
-import errno
+import contextlib
 import ipaddress
+import math
 import re
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from wgpy.core.constants import KEY_LEN
+from wgpy.core.crypto import clamp_private_key, public_key
 from wgpy.core.device import Device
-from wgpy.core.keys import KeyFormatError, key_from_hex
+from wgpy.core.peer import Endpoint, Peer
+from wgpy.uapi.text import (
+    EADDRINUSE,
+    EINVAL,
+    EPROTO,
+    UapiFormatError,
+    parse_hex_key,
+    parse_unsigned,
+)
 
 T = TypeVar("T")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# The errno numbers wireguard-go answers with (ipc.IpcError*); on the wire they are
-# negative (`errno=-22`), which `wg` negates back for strerror.
-EIO = errno.EIO
-EPROTO = errno.EPROTO
-EINVAL = errno.EINVAL
-EADDRINUSE = errno.EADDRINUSE
+# wireguard-go's device.MaxPeers: creating one more peer fails with EINVAL.
+MAX_PEERS = 1 << 16
+_ZERO_KEY = bytes(KEY_LEN)
+_DECIMAL = re.compile(r"[0-9]+\Z")
+_ATOI = re.compile(r"[+-]?[0-9]+\Z")  # strconv.Atoi, which netip.ParsePrefix uses for bits
+_KEY_NAME = re.compile(r"[a-z_]{1,40}\Z")
 
 
 class DeviceHost(Protocol):
     """What the UAPI needs from a running interface (the I/O shell implements it)."""
 
-    device: Device
+    device: Device  # the core; mutate only from inside `call`
 
-    def listen_port(self) -> int: ...
-    def set_listen_port(self, port: int) -> None: ...
+    def listen_port(self) -> int: ...  # actual bound UDP port (0 before bound)
+    def set_listen_port(self, port: int) -> None: ...  # may raise OSError (EADDRINUSE)
     def fwmark(self) -> int: ...
-    def set_fwmark(self, mark: int) -> None: ...
-    def now(self) -> float: ...
-    def call(self, fn: Callable[[], T]) -> T: ...
+    def set_fwmark(self, mark: int) -> None: ...  # may raise OSError
+    def now(self) -> float: ...  # monotonic seconds, the `now` the core expects
+    def call(self, fn: Callable[[], T]) -> T: ...  # run fn on the data-plane thread
 
 
 class UapiError(Exception):
-    """A request we refuse, with the errno the client receives."""
+    """A request we refuse, with the (positive) errno; the reply carries it negated."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -56,7 +80,7 @@ class UapiError(Exception):
 
 
 def format_get(host: DeviceHost) -> str:
-    """The body of a `get=1` answer (without the final errno line); call on the loop thread."""
+    """The body of a `get=1` answer without its `errno=0` line; run it inside host.call."""
     device = host.device
     lines: list[str] = []
     if device.private_key is not None:
@@ -74,106 +98,135 @@ def format_get(host: DeviceHost) -> str:
         lines.append("protocol_version=1")
         if peer.endpoint is not None:
             lines.append(f"endpoint={format_endpoint(peer.endpoint)}")
-        nanoseconds = round(peer.last_handshake_wall * 1e9) if peer.last_handshake_wall else 0
-        lines.append(f"last_handshake_time_sec={nanoseconds // 1_000_000_000}")
-        lines.append(f"last_handshake_time_nsec={nanoseconds % 1_000_000_000}")
+        seconds, nanoseconds = _split_time(peer.last_handshake_wall)
+        lines.append(f"last_handshake_time_sec={seconds}")
+        lines.append(f"last_handshake_time_nsec={nanoseconds}")
         lines.append(f"tx_bytes={peer.tx_bytes}")
         lines.append(f"rx_bytes={peer.rx_bytes}")
         lines.append(f"persistent_keepalive_interval={peer.persistent_keepalive_interval}")
-        lines.extend(f"allowed_ip={network}" for network in
-                     device.allowed_ips.entries_for_peer(peer))
+        lines.extend(f"allowed_ip={format_prefix(network)}"
+                     for network in device.allowed_ips.entries_for_peer(peer))
     return "".join(line + "\n" for line in lines)
 
 
-def format_endpoint(endpoint: tuple[str, int]) -> str:
+def _split_time(wall: float) -> tuple[int, int]:
+    """Unix time as whole seconds and nanoseconds (0.0, never, is 0 and 0). The fraction is
+    taken before scaling: wall * 1e9 would lose the last ~8 bits at today's dates."""
+    seconds = math.floor(wall)
+    return seconds, min(round((wall - seconds) * 1e9), 999_999_999)
+
+
+def _go_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """netip.Addr.String: like Python's, except that IPv4-mapped IPv6 keeps the dotted quad
+    (`::ffff:10.0.0.1`), which Python prints that way only from 3.13 on."""
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
+def format_prefix(network: Network) -> str:
+    return f"{_go_address(network.network_address)}/{network.prefixlen}"
+
+
+def format_endpoint(endpoint: Endpoint) -> str:
+    """netip.AddrPort.String of the destination, which (as in wireguard-go) drops the zone."""
     host, port = endpoint
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if ":" not in host:
+        return f"{host}:{port}"
+    return f"[{_go_address(ipaddress.IPv6Address(host.partition('%')[0]))}]:{port}"
 
 
 # ---------------------------------------------------------------------- set: parsing
 
-_DECIMAL = re.compile(r"[0-9]+\Z")
+
+def _invalid(message: str) -> UapiError:
+    return UapiError(EINVAL, message)
 
 
 def _unsigned(value: str, bits: int, what: str) -> int:
-    """strconv.ParseUint(value, 10, bits)."""
-    if not _DECIMAL.match(value) or int(value) >= 1 << bits:
-        raise UapiError(EINVAL, f"failed to parse {what}: {value!r}")
-    return int(value)
+    """strconv.ParseUint(value, 10, bits): ASCII digits only, no sign."""
+    try:
+        return parse_unsigned(value, (1 << bits) - 1)
+    except UapiFormatError:
+        raise _invalid(f"failed to parse {what}: {value!r}") from None
 
 
 def _key(value: str, what: str) -> bytes:
+    """loadExactHex: exactly 32 bytes of hex, either case. Never echoes the value."""
     try:
-        return key_from_hex(value)
-    except KeyFormatError as exc:
-        raise UapiError(EINVAL, f"failed to set {what}: {exc}") from exc
+        return parse_hex_key(value)
+    except UapiFormatError:
+        raise _invalid(f"failed to set {what}: not 64 hex digits") from None
 
 
 def _true(value: str, what: str) -> None:
     if value != "true":
-        raise UapiError(EINVAL, f"failed to set {what}, invalid value: {value}")
+        raise _invalid(f"failed to set {what}, invalid value: {value!r}")
 
 
-def parse_endpoint(value: str) -> tuple[str, int]:
-    """netip.ParseAddrPort: `1.2.3.4:51820` or `[2001:db8::1]:51820` (zone allowed)."""
-    if value.startswith("["):
-        host, sep, port = value[1:].partition("]:")
-        if not sep:
-            raise UapiError(EINVAL, f"failed to set endpoint {value}: missing port")
-        address_text, _, zone = host.partition("%")
-        try:
-            ipaddress.IPv6Address(address_text)
-        except ValueError as exc:
-            raise UapiError(EINVAL, f"failed to set endpoint {value}: {exc}") from exc
-        if "%" in host and not zone:
-            raise UapiError(EINVAL, f"failed to set endpoint {value}: empty zone")
-    else:
-        host, sep, port = value.rpartition(":")
-        if not sep:
-            raise UapiError(EINVAL, f"failed to set endpoint {value}: missing port")
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError as exc:
-            raise UapiError(EINVAL, f"failed to set endpoint {value}: {exc}") from exc
-    if not _DECIMAL.match(port) or int(port) > 65535:
-        raise UapiError(EINVAL, f"failed to set endpoint {value}: invalid port")
-    return host, int(port)
-
-
-def parse_prefix(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """netip.ParsePrefix: address/bits with no zone; host bits allowed (masked on insert)."""
-    address, sep, bits = value.partition("/")
-    if not sep or not _DECIMAL.match(bits) or "%" in address:
-        raise UapiError(EINVAL, f"failed to set allowed ip: invalid prefix {value!r}")
+def _check_zone(zone: str, value: str) -> None:
+    """zoneToUint32: an interface name that exists here, or a number."""
+    if _DECIMAL.match(zone) and int(zone) < 1 << 32:
+        return
     try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError as exc:
-        raise UapiError(EINVAL, f"failed to set allowed ip: {exc}") from exc
-    if int(bits) > parsed.max_prefixlen or len(bits) > 3:
-        raise UapiError(EINVAL, f"failed to set allowed ip: invalid prefix length {bits}")
-    return ipaddress.ip_network(f"{parsed}/{int(bits)}", strict=False)
+        socket.if_nametoindex(zone)
+    except (OSError, ValueError):
+        raise _invalid(f"failed to set endpoint {value}: unknown zone") from None
 
 
-@dataclass
-class PeerChange:
-    public_key: bytes
-    # Operations in request order: (key, parsed value).
-    operations: list[tuple[str, object]] = field(default_factory=list)
+def parse_endpoint(value: str) -> Endpoint:
+    """LinuxSocketBind.ParseEndpoint (netip.ParseAddrPort): `192.0.2.1:51820` or
+    `[2001:db8::1]:51820`, an IPv6 zone allowed; no host names (wg resolves them). Returns
+    the core's form: canonical text, IPv4-mapped addresses unmapped, the zone kept."""
+    host, colon, port_text = value.rpartition(":")
+    if not colon or not host or not port_text:
+        raise _invalid(f"failed to set endpoint {value}: not an ip:port")
+    bracketed = host.startswith("[")
+    if bracketed:
+        if len(host) < 2 or not host.endswith("]"):
+            raise _invalid(f"failed to set endpoint {value}: missing ]")
+        host = host[1:-1]
+    port = _unsigned(port_text, 16, f"endpoint {value} port")
+    address_text, percent, zone = host.partition("%")
+    try:
+        address = ipaddress.ip_address(address_text)
+    except ValueError:
+        raise _invalid(f"failed to set endpoint {value}: invalid address") from None
+    if address.version == 4:
+        if percent or bracketed:
+            raise _invalid(f"failed to set endpoint {value}: brackets or zone with IPv4")
+        return str(address), port
+    if not bracketed:
+        raise _invalid(f"failed to set endpoint {value}: IPv6 needs square brackets")
+    if percent:
+        if not zone:
+            raise _invalid(f"failed to set endpoint {value}: empty zone")
+        _check_zone(zone, value)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped), port
+    return str(address) + (f"%{zone}" if percent else ""), port
 
 
-@dataclass
-class SetRequest:
-    private_key: bytes | None = None
-    private_key_given: bool = False
-    listen_port: int | None = None
-    fwmark: int | None = None
-    replace_peers: bool = False
-    peers: list[PeerChange] = field(default_factory=list)
+def parse_prefix(value: str) -> Network:
+    """netip.ParsePrefix as built into wireguard-go (Go 1.19): `address/bits`, no zone, bits
+    read by strconv.Atoi (so `+8` and `08` pass); host bits are allowed and masked."""
+    address_text, slash, bits_text = value.rpartition("/")
+    if not slash:
+        raise _invalid(f"failed to set allowed ip: no '/' in {value!r}")
+    if "%" in address_text:
+        raise _invalid(f"failed to set allowed ip: zone in {value!r}")
+    try:
+        address = ipaddress.ip_address(address_text)
+    except ValueError:
+        raise _invalid(f"failed to set allowed ip: bad address in {value!r}") from None
+    if not _ATOI.match(bits_text) or not 0 <= int(bits_text) <= address.max_prefixlen:
+        raise _invalid(f"failed to set allowed ip: bad prefix length in {value!r}")
+    return ipaddress.ip_network((address, int(bits_text)), strict=False)
 
 
 def _protocol_version(value: str) -> None:
     if value != "1":
-        raise UapiError(EINVAL, f"invalid protocol version: {value}")
+        raise _invalid(f"invalid protocol version: {value!r}")
 
 
 _PEER_PARSERS: dict[str, Callable[[str], object]] = {
@@ -181,118 +234,200 @@ _PEER_PARSERS: dict[str, Callable[[str], object]] = {
     "remove": lambda v: _true(v, "remove"),
     "preshared_key": lambda v: _key(v, "preshared key"),
     "endpoint": parse_endpoint,
-    "persistent_keepalive_interval": lambda v: _unsigned(
-        v, 16, "persistent keepalive interval"),
+    "persistent_keepalive_interval": lambda v: _unsigned(v, 16, "persistent keepalive interval"),
     "replace_allowed_ips": lambda v: _true(v, "replace allowedips"),
     "allowed_ip": parse_prefix,
-    "protocol_version": lambda v: _protocol_version(v),
+    "protocol_version": _protocol_version,
 }
 
 
-def parse_set(lines: list[str]) -> SetRequest:
-    """Validate a whole `set=1` body (the lines after `set=1`, without the blank line)."""
-    request = SetRequest()
-    peer: PeerChange | None = None
-    for line in lines:
+def _key_name(key: str) -> str:
+    """A key for a log line: shown only if it looks like one, so that key material pasted
+    where a key name belongs never reaches the log."""
+    return repr(key) if _KEY_NAME.match(key) else "(not shown)"
+
+
+@dataclass
+class PeerChange:
+    """One `public_key=` section: its other lines, parsed, in request order."""
+
+    public_key: bytes
+    operations: list[tuple[str, object]] = field(default_factory=list)
+
+
+@dataclass
+class SetRequest:
+    """A validated `set=1` request."""
+
+    listen_port: int | None = None
+    fwmark: int | None = None
+    # ("private_key", clamped key or the zero key) and ("replace_peers", None), in order
+    device_operations: list[tuple[str, bytes | None]] = field(default_factory=list)
+    peers: list[PeerChange] = field(default_factory=list)
+
+
+class SetParser:
+    """Validates a `set=1` body line by line (lines without their newline), raising
+    UapiError at the first bad one with the errno wireguard-go would answer."""
+
+    def __init__(self) -> None:
+        self.request = SetRequest()
+        self._peer: PeerChange | None = None
+
+    def feed(self, line: str) -> None:
         key, sep, value = line.partition("=")
         if not sep:
-            raise UapiError(EPROTO, "failed to parse a line without \"=\"")
+            raise UapiError(EPROTO, "failed to parse a line without '='")
         if key == "public_key":
-            peer = PeerChange(_key(value, "peer public key"))
-            request.peers.append(peer)
-        elif peer is None:
-            if key == "private_key":
-                try:
-                    request.private_key = key_from_hex(value)
-                except KeyFormatError as exc:
-                    raise UapiError(EINVAL, f"failed to set private_key: {exc}") from exc
-                request.private_key_given = True
-            elif key == "listen_port":
-                request.listen_port = _unsigned(value, 16, "listen_port")
-            elif key == "fwmark":
-                request.fwmark = _unsigned(value, 32, "fwmark")
-            elif key == "replace_peers":
-                _true(value, "replace_peers")
-                request.replace_peers = True
-            else:
-                raise UapiError(EINVAL, f"invalid UAPI device key: {key}")
-        else:
+            self._peer = PeerChange(_key(value, "peer public key"))
+            self.request.peers.append(self._peer)
+        elif self._peer is not None:
             parser = _PEER_PARSERS.get(key)
             if parser is None:
-                raise UapiError(EINVAL, f"invalid UAPI peer key: {key}")
-            peer.operations.append((key, parser(value)))
-    return request
+                raise _invalid(f"invalid UAPI peer key: {_key_name(key)}")
+            self._peer.operations.append((key, parser(value)))
+        elif key == "private_key":
+            key_bytes = _key(value, "private_key")
+            if key_bytes != _ZERO_KEY:  # FromMaybeZeroHex: zero stays zero (no key)
+                key_bytes = clamp_private_key(key_bytes)
+            self.request.device_operations.append(("private_key", key_bytes))
+        elif key == "listen_port":
+            self.request.listen_port = _unsigned(value, 16, "listen_port")
+        elif key == "fwmark":
+            self.request.fwmark = _unsigned(value, 32, "fwmark")
+        elif key == "replace_peers":
+            _true(value, "replace_peers")
+            self.request.device_operations.append(("replace_peers", None))
+        else:
+            raise _invalid(f"invalid UAPI device key: {_key_name(key)}")
+
+
+def parse_set(lines: Iterable[str]) -> SetRequest:
+    """Validate a whole `set=1` body (the lines after `set=1`, without the blank line)."""
+    parser = SetParser()
+    for line in lines:
+        parser.feed(line)
+    return parser.request
 
 
 # ---------------------------------------------------------------------- set: applying
 
 
 def apply_set(host: DeviceHost, request: SetRequest) -> None:
-    """Apply a validated request on the loop thread (through host.call)."""
+    """Apply a validated request on the data-plane thread; UapiError leaves no change."""
     host.call(lambda: _apply(host, request))
 
 
 def _apply(host: DeviceHost, request: SetRequest) -> None:
+    device = host.device
+    _check_peer_limit(device, request)
     old_port = host.listen_port()
     if request.listen_port is not None:
         try:
             host.set_listen_port(request.listen_port)
         except OSError as exc:
-            raise UapiError(EADDRINUSE, f"failed to set listen_port: {exc}") from exc
+            raise UapiError(EADDRINUSE, f"failed to set listen_port: {exc}") from None
     if request.fwmark is not None:
         try:
             host.set_fwmark(request.fwmark)
         except OSError as exc:
             if request.listen_port is not None:
-                host.set_listen_port(old_port)
-            raise UapiError(EADDRINUSE, f"failed to update fwmark: {exc}") from exc
+                _restore_port(host, old_port)
+            raise UapiError(EADDRINUSE, f"failed to update fwmark: {exc}") from None
 
-    device = host.device
     now = host.now()
-    if request.private_key_given:
-        device.set_private_key(request.private_key, now)
-    if request.replace_peers:
-        device.remove_all_peers()
+    for operation, key in request.device_operations:
+        if operation == "private_key":
+            device.set_private_key(key, now)
+        else:
+            device.remove_all_peers()
     for change in request.peers:
         _apply_peer(device, change, now)
 
 
-def _apply_peer(device: Device, change: PeerChange, now: float) -> None:
-    """One peer section with wireguard-go's semantics, including its 'dummy' peers: a peer
-    with the device's own key, or one removed or not created (update_only), takes the rest
-    of its lines without effect."""
-    own_key = device.public_key
-    dummy = own_key is not None and change.public_key == own_key
-    peer = None if dummy else device.peers.get(change.public_key)
-    created = False
-    if peer is None and not dummy:
-        peer = device.add_peer(change.public_key)
-        created = True
-    keepalive: int | None = None
-    for key, value in change.operations:
-        if key == "update_only":
-            if created and not dummy and peer is not None:
-                device.remove_peer(peer.public_key)
-                peer, dummy = None, True
-        elif key == "remove":
-            if not dummy and peer is not None:
-                device.remove_peer(peer.public_key)
-            peer, dummy = None, True
-        elif peer is None:
+def _restore_port(host: DeviceHost, port: int) -> None:
+    # If the old port is gone meanwhile, the new one stays bound: better than none.
+    with contextlib.suppress(OSError):
+        host.set_listen_port(port)
+
+
+def _own_key(device: Device) -> bytes:
+    return device.public_key or _ZERO_KEY
+
+
+def _check_peer_limit(device: Device, request: SetRequest) -> None:
+    """Refuse a request that would, at any point, hold more than MAX_PEERS peers (where
+    wireguard-go's NewPeer fails), replaying its effect on the set of peer keys only."""
+    if len(device.peers) + len(request.peers) <= MAX_PEERS:
+        return
+    keys = set(device.peers)
+    own = _own_key(device)
+    private = device.private_key or _ZERO_KEY
+    for operation, key in request.device_operations:
+        if operation == "replace_peers":
+            keys.clear()
+        elif key is not None and key != private:  # set_private_key: same key, no change
+            private = key
+            own = public_key(key) if key != _ZERO_KEY else _ZERO_KEY
+            keys.discard(own)
+    for change in request.peers:
+        if change.public_key == own:
             continue
-        elif key == "preshared_key":
-            assert isinstance(value, bytes)
-            device.set_preshared_key(peer, value)
-        elif key == "endpoint":
-            assert isinstance(value, tuple)
-            peer.endpoint = value
-        elif key == "persistent_keepalive_interval":
-            assert isinstance(value, int)
-            keepalive = value
-        elif key == "replace_allowed_ips":
-            device.allowed_ips.remove_by_peer(peer)
-        elif key == "allowed_ip":
-            device.allowed_ips.insert(value, peer)  # type: ignore[arg-type]
-    if peer is not None and keepalive is not None:
-        # handlePostConfig: turning it on sends a keepalive at once
-        device.set_persistent_keepalive(peer, keepalive, now)
+        created = change.public_key not in keys
+        if created:
+            keys.add(change.public_key)
+            if len(keys) > MAX_PEERS:
+                raise _invalid("failed to create new peer: too many peers")
+        for operation, _ in change.operations:
+            if operation == "remove" or (operation == "update_only" and created):
+                keys.discard(change.public_key)
+                break
+
+
+def _apply_peer(device: Device, change: PeerChange, now: float) -> None:
+    """One peer section with wireguard-go's semantics, including its 'dummy' peer: with the
+    device's own key, or once removed or not created (update_only), a section's lines have
+    no effect."""
+    peer: Peer | None = None
+    created = False
+    if change.public_key != _own_key(device):
+        peer = device.peers.get(change.public_key)
+        if peer is None:
+            peer = device.add_peer(change.public_key)
+            created = True
+    keepalive_on = False
+    for key, value in change.operations:
+        if key == "remove" or (key == "update_only" and created):
+            if peer is not None:
+                device.remove_peer(peer.public_key)
+            peer = None
+            continue
+        if peer is None:
+            continue
+        match key, value:
+            case "preshared_key", bytes() as preshared:
+                device.set_preshared_key(peer, preshared)
+            case "endpoint", (str(), int()) as endpoint:
+                peer.endpoint = endpoint
+            case "persistent_keepalive_interval", int() as interval:
+                # As wireguard-go: the last such line decides whether it was "turned on".
+                keepalive_on = peer.persistent_keepalive_interval == 0 and interval != 0
+                if interval:
+                    peer.persistent_keepalive_interval = interval
+                else:
+                    device.set_persistent_keepalive(peer, 0, now)
+            case "replace_allowed_ips", _:
+                device.allowed_ips.remove_by_peer(peer)
+            case "allowed_ip", ipaddress.IPv4Network() | ipaddress.IPv6Network() as network:
+                device.allowed_ips.insert(network, peer)
+    if peer is not None and keepalive_on:
+        _send_keepalive_now(device, peer, now)
+
+
+def _send_keepalive_now(device: Device, peer: Peer, now: float) -> None:
+    """handlePostConfig: a keepalive turned on in this section goes out at its end (after
+    the endpoint lines), if the device is up. The core sends one exactly when the interval
+    goes from 0 to non-zero, so go through 0."""
+    interval = peer.persistent_keepalive_interval
+    device.set_persistent_keepalive(peer, 0, now)
+    device.set_persistent_keepalive(peer, interval, now)

@@ -1,0 +1,58 @@
+"""A DeviceHost without I/O around a real core Device, for the UAPI tests."""
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+
+from wgpy.core.device import Device
+
+T = TypeVar("T")
+
+
+class FakeHost:
+    """Ports and marks are only remembered; `busy_port` is "in use" and `bad_mark` refused,
+    as a real socket would refuse them. `call` runs the function at once and counts."""
+
+    busy_port = 4242
+    bad_mark = 666
+
+    def __init__(self) -> None:
+        self.device = Device(wall_offset=1_700_000_000.0)
+        self.port = 0
+        self.mark = 0
+        self.clock = 100.0
+        self.calls = 0
+
+    def listen_port(self) -> int:
+        return self.port
+
+    def set_listen_port(self, port: int) -> None:
+        if port == self.busy_port:
+            raise OSError(98, "Address already in use")
+        self.port = port
+
+    def fwmark(self) -> int:
+        return self.mark
+
+    def set_fwmark(self, mark: int) -> None:
+        if mark == self.bad_mark:
+            raise OSError(1, "Operation not permitted")
+        self.mark = mark
+
+    def now(self) -> float:
+        return self.clock
+
+    def call(self, fn: Callable[[], T]) -> T:
+        self.calls += 1
+        return fn()
+
+
+@pytest.fixture
+def host() -> FakeHost:
+    return FakeHost()
+
+
+@pytest.fixture
+def make_host() -> type[FakeHost]:
+    return FakeHost
