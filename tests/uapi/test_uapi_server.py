@@ -1,229 +1,298 @@
-"""UAPI protocol and server without root: a real core Device behind a fake host."""
+"""The UAPI socket server on a temporary directory (no root): framing as wireguard-go does
+it, and a daemon that no client can break or block."""
 
+import logging
 import os
 import socket
+import stat
 import threading
-import time
 
 import pytest
 
-from wgpy.core.crypto import public_key
-from wgpy.core.device import Device
-from wgpy.core.keys import generate_private_key
+from wgpy.core.crypto import clamp_private_key, public_key
+from wgpy.uapi import server as server_module
 from wgpy.uapi.server import MAX_LINE, UapiServer
 
-
-class FakeHost:
-    """DeviceHost with no I/O: ports and marks are remembered, a 'busy' port refuses."""
-
-    busy_port = 4242
-
-    def __init__(self) -> None:
-        self.device = Device(wall_offset=1_700_000_000.0)
-        self._port = 0
-        self._mark = 0
-
-    def listen_port(self) -> int:
-        return self._port
-
-    def set_listen_port(self, port: int) -> None:
-        if port == self.busy_port:
-            raise OSError(98, "Address already in use")
-        self._port = port
-
-    def fwmark(self) -> int:
-        return self._mark
-
-    def set_fwmark(self, mark: int) -> None:
-        self._mark = mark
-
-    def now(self) -> float:
-        return 10.0
-
-    def call(self, fn):
-        return fn()
+KEY = clamp_private_key(bytes(range(32)))
+PEERS = [public_key(clamp_private_key(bytes([n]) * 32)).hex() for n in range(1, 4)]
+TIMEOUT = 0.5  # the server's request and idle timeouts in these tests
 
 
 @pytest.fixture
-def server(tmp_path):
-    host = FakeHost()
-    uapi = UapiServer("wtest0", host, socket_dir=str(tmp_path))
-    uapi.start()
-    yield host, uapi
-    uapi.close()
-    assert not os.path.exists(uapi.path)
+def uapi(host, tmp_path):
+    server = UapiServer("wtest0", host, socket_dir=str(tmp_path / "run"),
+                        request_timeout=TIMEOUT, idle_timeout=TIMEOUT, max_connections=4)
+    server.start()
+    yield server
+    server.close()
+    assert not os.path.exists(server.path)
 
 
-def request(path: str, text: str) -> str:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.settimeout(5)
-        client.connect(path)
-        client.sendall(text.encode())
-        data = b""
-        while not data.endswith(b"\n\n"):
-            chunk = client.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+def connect(path: str) -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(5)
+    client.connect(path)
+    return client
+
+
+def read_replies(client: socket.socket, count: int = 1) -> str:
+    """Read until `count` replies (each ends in a blank line) or EOF."""
+    data = b""
+    while data.count(b"\n\n") < count:
+        chunk = client.recv(65536)
+        if not chunk:
+            break
+        data += chunk
     return data.decode()
 
 
-def get(path: str) -> dict[str, list[str]]:
-    result: dict[str, list[str]] = {}
-    for line in request(path, "get=1\n\n").splitlines():
-        key, _, value = line.partition("=")
-        result.setdefault(key, []).append(value)
-    return result
+def request(path: str, data: str | bytes, count: int = 1, shut: bool = False) -> str:
+    with connect(path) as client:
+        client.sendall(data.encode() if isinstance(data, str) else data)
+        if shut:
+            client.shutdown(socket.SHUT_WR)
+        return read_replies(client, count)
 
 
-KEY = generate_private_key(os.urandom)
-PEER1 = public_key(generate_private_key(os.urandom))
-PEER2 = public_key(generate_private_key(os.urandom))
+def get(path: str) -> str:
+    return request(path, "get=1\n\n")
 
 
-def test_set_then_get_in_wireguard_go_order(server):
-    _host, uapi = server
-    body = (f"set=1\nprivate_key={KEY.hex()}\nlisten_port=51820\nfwmark=7\n"
-            f"public_key={PEER1.hex()}\nendpoint=[2001:db8::1]:51820\n"
-            "persistent_keepalive_interval=0\nallowed_ip=10.0.0.1/24\nallowed_ip=fd00::/64\n"
-            f"public_key={PEER2.hex()}\nallowed_ip=10.0.0.0/24\nendpoint=192.0.2.9:1\n\n")
-    assert request(uapi.path, body) == "errno=0\n\n"
-    text = request(uapi.path, "get=1\n\n")
-    keys = [line.split("=", 1)[0] for line in text.splitlines() if line]
-    standard = [k for k in keys if not k.startswith("wgpy_drop_")]
-    assert standard == [
-        "private_key", "listen_port", "fwmark",
-        "public_key", "preshared_key", "protocol_version", "endpoint",
-        "last_handshake_time_sec", "last_handshake_time_nsec", "tx_bytes", "rx_bytes",
-        "persistent_keepalive_interval", "allowed_ip",
-        "public_key", "preshared_key", "protocol_version", "endpoint",
-        "last_handshake_time_sec", "last_handshake_time_nsec", "tx_bytes", "rx_bytes",
-        "persistent_keepalive_interval", "allowed_ip", "errno",
-    ]
-    state = get(uapi.path)
-    assert state["allowed_ip"] == ["fd00::/64", "10.0.0.0/24"]  # 10.0.0.0/24 moved to PEER2
-    assert state["endpoint"] == ["[2001:db8::1]:51820", "192.0.2.9:1"]
-    assert "wgpy_drop_src_not_allowed" in state
-    assert text.index("wgpy_drop_") < text.index("public_key=")
-
-
-@pytest.mark.parametrize(("line", "code"), [
-    ("listen_port=65536", 22), ("listen_port=-1", 22), ("fwmark=x", 22),
-    ("private_key=abc", 22), ("bogus=1", 22), ("no equals sign", 71),
-    ("replace_peers=false", 22), (f"public_key={PEER1.hex()}\nallowed_ip=10.0.0.0/33", 22),
-    (f"public_key={PEER1.hex()}\nallowed_ip=10.0.0.0", 22),
-    (f"public_key={PEER1.hex()}\nendpoint=example.com:1", 22),
-    (f"public_key={PEER1.hex()}\npersistent_keepalive_interval=70000", 22),
-    (f"public_key={PEER1.hex()}\nprotocol_version=2", 22),
-    (f"public_key={PEER1.hex()}\nprivate_key={KEY.hex()}", 22),
-    ("listen_port=4242", 98),
-])
-def test_bad_set_gets_errno_and_changes_nothing(server, line, code):
-    _host, uapi = server
-    before = request(uapi.path, "get=1\n\n")
-    if line.startswith("public_key"):
-        # a valid device part and peer before the bad peer line
-        body = f"set=1\nfwmark=5\npublic_key={PEER2.hex()}\nallowed_ip=10.5.0.0/16\n{line}\n\n"
-    else:
-        # the bad device line first, then valid lines that must not be applied either
-        body = f"set=1\n{line}\nfwmark=5\npublic_key={PEER2.hex()}\n\n"
-    assert request(uapi.path, body) == f"errno=-{code}\n\n"
-    assert request(uapi.path, "get=1\n\n") == before
-
-
-def test_dummy_self_peer_update_only_remove_and_replace(server):
-    host, uapi = server
-    own = public_key(KEY)
-    assert request(uapi.path, f"set=1\nprivate_key={KEY.hex()}\npublic_key={own.hex()}\n"
-                              "allowed_ip=10.0.0.0/8\n\n") == "errno=0\n\n"
-    assert host.device.peers == {}
-    assert request(uapi.path, f"set=1\npublic_key={PEER1.hex()}\nupdate_only=true\n"
-                              "allowed_ip=10.0.0.0/8\n\n") == "errno=0\n\n"
-    assert host.device.peers == {}
-    request(uapi.path, f"set=1\npublic_key={PEER1.hex()}\nallowed_ip=10.1.0.0/16\n"
-                       "allowed_ip=10.2.0.0/16\n\n")
-    request(uapi.path, f"set=1\npublic_key={PEER1.hex()}\nreplace_allowed_ips=true\n"
-                       "allowed_ip=10.3.0.0/16\n\n")
-    assert get(uapi.path)["allowed_ip"] == ["10.3.0.0/16"]
-    request(uapi.path, f"set=1\npublic_key={PEER1.hex()}\nremove=true\nallowed_ip=1.0.0.0/8\n\n")
-    assert host.device.peers == {}
-    request(uapi.path, f"set=1\npublic_key={PEER1.hex()}\n\n")
-    request(uapi.path, "set=1\nreplace_peers=true\n\n")
-    assert host.device.peers == {}
-
-
-def test_several_requests_on_one_connection(server):
-    _, uapi = server
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.connect(uapi.path)
-        client.sendall(b"set=1\nlisten_port=7\n\nget=1\n\n")
-        data = b""
-        while data.count(b"\n\n") < 2:
-            data += client.recv(65536)
-    assert data.startswith(b"errno=0\n\n") and b"listen_port=7\n" in data
-
-
-def test_garbage_half_requests_and_long_lines_do_not_hurt_the_server(server):
-    _host, uapi = server
-    request(uapi.path, "set=1\nlisten_port=9\n\n")
-    # unknown operation: connection closed without reply
-    assert request(uapi.path, "hello\n\n") == ""
-    # binary garbage
-    assert request(uapi.path, "\x00\xff\x01garbage\n") == ""
-    # an over-long line closes the connection
-    assert request(uapi.path, "set=1\nlisten_port=" + "1" * (MAX_LINE * 2) + "\n\n") == ""
-    # a half-written set, abandoned: nothing applied
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.connect(uapi.path)
-        client.sendall(b"set=1\nlisten_port=11\n")
-    # a stalled client does not block others
-    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    stalled.connect(uapi.path)
-    stalled.sendall(b"set=1\n")
+def closed_without_reply(client: socket.socket) -> bool:
+    """The server closed the connection (a reset, if it left our data unread) and sent
+    nothing; a timeout or a reply is False."""
     try:
-        time.sleep(0.1)
-        assert get(uapi.path)["listen_port"] == ["9"]
+        return client.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_set_then_get(uapi, host):
+    body = (f"set=1\nprivate_key={KEY.hex()}\nlisten_port=51820\n"
+            f"public_key={PEERS[0]}\nallowed_ip=10.0.0.0/8\n\n")
+    assert request(uapi.path, body) == "errno=0\n\n"
+    text = get(uapi.path)
+    assert text.startswith(f"private_key={KEY.hex()}\nlisten_port=51820\nwgpy_drop_")
+    assert text.endswith("allowed_ip=10.0.0.0/8\nerrno=0\n\n")
+
+
+def test_several_requests_on_one_connection_even_in_one_write(uapi):
+    with connect(uapi.path) as client:
+        client.sendall(b"set=1\nlisten_port=7\n\nget=1\n\nset=1\nbogus=1\n\nget=1\n\n")
+        replies = read_replies(client, 4).split("\n\n")
+        assert replies[0] == "errno=0"
+        assert "listen_port=7\n" in replies[1] and replies[1].endswith("errno=0")
+        assert replies[2] == "errno=-22"
+        assert replies[3].endswith("errno=0")
+
+
+def test_crlf_body_lines_as_bufio_scanner(uapi, host):
+    assert request(uapi.path, "set=1\r\nlisten_port=5\n\n") == ""  # the operation is exact
+    assert request(uapi.path, "set=1\nlisten_port=18\r\n\r\n") == "errno=0\n\n"
+    assert host.port == 18
+    assert request(uapi.path, "get=1\r\n\n") == ""
+
+
+def test_get_takes_exactly_one_newline(uapi):
+    with connect(uapi.path) as client:
+        client.sendall(b"get=1\nxget=1\n\n")  # 'x' is consumed, then a valid get follows
+        replies = read_replies(client, 2)
+    assert replies.startswith("errno=-22\n\n") and replies.endswith("errno=0\n\n")
+
+
+@pytest.mark.parametrize("garbage", [
+    b"hello\n\n", b"\x00\xff\x01garbage\n", b"GET=1\n\n", b"set=2\n\n", b"\n",
+    b"get=1 \n\n", b"x" * (MAX_LINE * 2) + b"\n",
+], ids=lambda garbage: repr(garbage[:12]))
+def test_garbage_operation_closes_without_reply(uapi, garbage):
+    with connect(uapi.path) as client:
+        client.sendall(garbage)
+        assert closed_without_reply(client)
+    assert get(uapi.path).endswith("errno=0\n\n")
+
+
+def test_over_long_set_line_gets_eio_and_close(uapi, host):
+    with connect(uapi.path) as client:
+        client.sendall(b"set=1\nlisten_port=9\nlisten_port=" + b"1" * (MAX_LINE + 1) + b"\n\n")
+        assert read_replies(client) == "errno=-5\n\n"
+        assert closed_without_reply(client)
+    assert host.port == 0
+
+
+def test_over_large_request_gets_eio_and_nothing_applied(uapi, host, monkeypatch):
+    monkeypatch.setattr(server_module, "MAX_REQUEST", 4096)
+    body = "set=1\nlisten_port=9\n" + "".join(
+        f"public_key={PEERS[n % 3]}\nallowed_ip=10.0.{n}.0/24\n" for n in range(60)) + "\n"
+    assert request(uapi.path, body) == "errno=-5\n\n"
+    assert host.port == 0 and host.device.peers == {}
+
+
+def test_bad_line_reply_comes_after_the_whole_request(uapi, host):
+    with connect(uapi.path) as client:
+        client.sendall(b"set=1\nlisten_port=9\nbad line\nlisten_port=10\n")
+        client.settimeout(TIMEOUT / 5)
+        with pytest.raises(TimeoutError):
+            client.recv(1)  # no reply before the blank line
+        client.settimeout(5)
+        client.sendall(b"fwmark=1\n\nget=1\n\n")
+        replies = read_replies(client, 2)
+    assert replies.startswith("errno=-71\n\n") and "listen_port" not in replies
+    assert (host.port, host.mark) == (0, 0)
+
+
+def test_set_ended_by_eof_is_not_applied(uapi, host):
+    assert request(uapi.path, "set=1\nlisten_port=33\n", shut=True) == "errno=-71\n\n"
+    assert request(uapi.path, "set=1\nlisten_port=34", shut=True) == "errno=-71\n\n"
+    assert request(uapi.path, "get=1\n", shut=True) == ""
+    assert host.port == 0
+
+
+def test_stalled_client_times_out_without_blocking_others(uapi, host):
+    stalled = connect(uapi.path)
+    stalled.sendall(b"set=1\nlisten_port=11\n")
+    try:
+        assert get(uapi.path).endswith("errno=0\n\n")  # served meanwhile
+        stalled.settimeout(TIMEOUT * 10)
+        assert closed_without_reply(stalled)  # closed by the server's request timeout
     finally:
         stalled.close()
-    assert request(uapi.path, "get=1\nx") == "errno=-22\n\n"  # as wireguard-go: one byte
+    assert host.port == 0
 
 
-def test_concurrent_clients(server):
-    host, uapi = server
-    errors: list[Exception] = []
+def test_idle_connection_is_closed(uapi):
+    with connect(uapi.path) as client:
+        client.sendall(b"get=1\n\n")
+        assert read_replies(client).endswith("errno=0\n\n")
+        client.settimeout(TIMEOUT * 10)
+        assert closed_without_reply(client)
+
+
+def test_connections_beyond_the_limit_wait_for_a_free_slot(uapi):
+    stalled = [connect(uapi.path) for _ in range(4)]  # max_connections=4 in the fixture
+    for client in stalled:
+        client.sendall(b"set=1\n")
+    try:
+        waiting = connect(uapi.path)  # accepted by the kernel, not yet served
+        waiting.sendall(b"get=1\n\n")
+        waiting.settimeout(TIMEOUT / 5)
+        with pytest.raises(TimeoutError):
+            waiting.recv(1)
+        stalled[0].close()
+        waiting.settimeout(5)
+        assert read_replies(waiting).endswith("errno=0\n\n")
+        waiting.close()
+    finally:
+        for client in stalled:
+            client.close()
+
+
+def test_concurrent_clients(uapi, host):
+    errors: list[BaseException] = []
 
     def worker(index: int) -> None:
         try:
             for i in range(20):
-                peer = public_key(generate_private_key(os.urandom))
-                reply = request(uapi.path, f"set=1\npublic_key={peer.hex()}\n"
+                peer = public_key(clamp_private_key(bytes([index, i]) * 16)).hex()
+                reply = request(uapi.path, f"set=1\npublic_key={peer}\n"
                                            f"allowed_ip=10.{index}.{i}.0/24\n\n")
                 assert reply == "errno=0\n\n"
-                assert "errno=0" in request(uapi.path, "get=1\n\n")
-        except Exception as exc:  # surfaced below
+                assert get(uapi.path).endswith("errno=0\n\n")
+        except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert not errors
-    assert len(host.device.peers) == 120
+    assert len(host.device.peers) == 160
 
 
-def test_stale_socket_is_replaced_but_a_live_one_is_not(tmp_path):
+def test_failures_inside_the_host_do_not_kill_the_server(uapi, host):
+    real_call = host.call
+
+    def broken_call(fn):
+        raise RuntimeError("bug")
+
+    host.call = broken_call
+    assert request(uapi.path, "set=1\nlisten_port=1\n\n") == "errno=-55\n\n"  # IpcErrorUnknown
+    host.call = lambda fn: (_ for _ in ()).throw(OSError(108, "shutting down"))
+    assert request(uapi.path, "get=1\n\n") == ""
+    host.call = real_call
+    assert get(uapi.path).endswith("errno=0\n\n")
+
+
+def test_no_key_material_in_the_log(uapi, caplog):
+    secret = KEY.hex()
+    caplog.set_level(logging.DEBUG, logger="wgpy.uapi")
+    for body in (f"{secret}\n", f"{secret}=1\n", f"private_key={secret}x\n",
+                 f"public_key={PEERS[0]}\npreshared_key={secret[:-1]}\n",
+                 f"public_key={PEERS[0]}\n{secret}=x\n", f"private_key={secret}\nbogus\n"):
+        assert request(uapi.path, f"set=1\n{body}\n").startswith("errno=-")
+    request(uapi.path, f"{secret}\n\n")
+    assert caplog.records
+    assert secret not in caplog.text and secret[:-1] not in caplog.text
+
+
+# ---------------------------------------------------------------------- the socket file
+
+
+def test_socket_and_directory_modes(uapi):
+    assert stat.S_ISSOCK(os.stat(uapi.path).st_mode)
+    assert oct(os.stat(uapi.path).st_mode & 0o777) == "0o700"  # bound under umask 077
+    assert oct(os.stat(uapi.socket_dir).st_mode & 0o777) == "0o755"
+
+
+def test_stale_socket_is_replaced_but_a_live_one_is_not(tmp_path, make_host):
     path = tmp_path / "wstale.sock"
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(str(path))
     stale.close()  # the file stays, nobody listens
-    first = UapiServer("wstale", FakeHost(), socket_dir=str(tmp_path))
+    first = UapiServer("wstale", make_host(), socket_dir=str(tmp_path))
     first.start()
     try:
-        second = UapiServer("wstale", FakeHost(), socket_dir=str(tmp_path))
+        second = UapiServer("wstale", make_host(), socket_dir=str(tmp_path))
         with pytest.raises(OSError):
             second.start()
-        assert "errno=0" in request(first.path, "get=1\n\n")
-        assert oct(os.stat(first.path).st_mode & 0o777) == "0o700"
+        assert get(first.path).endswith("errno=0\n\n")
     finally:
         first.close()
+    assert not path.exists()
+
+
+def test_a_file_that_is_not_a_socket_is_left_alone(tmp_path, make_host):
+    path = tmp_path / "wfile.sock"
+    path.write_text("not a socket")
+    with pytest.raises(OSError):
+        UapiServer("wfile", make_host(), socket_dir=str(tmp_path)).start()
+    assert path.read_text() == "not a socket"
+
+
+def test_close_leaves_a_socket_that_replaced_ours(tmp_path, make_host):
+    first = UapiServer("wrepl", make_host(), socket_dir=str(tmp_path))
+    first.start()
+    os.unlink(first.path)
+    second = UapiServer("wrepl", make_host(), socket_dir=str(tmp_path))
+    second.start()
+    try:
+        first.close()
+        assert get(second.path).endswith("errno=0\n\n")
+    finally:
+        second.close()
+
+
+def test_close_ends_open_connections(tmp_path, make_host):
+    server = UapiServer("wend", make_host(), socket_dir=str(tmp_path))
+    server.start()
+    client = connect(server.path)
+    client.sendall(b"set=1\n")
+    server.close()
+    assert closed_without_reply(client)
+    client.close()
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..", "."])
+def test_interface_names_that_are_not_file_names_are_refused(tmp_path, make_host, name):
+    with pytest.raises(ValueError):
+        UapiServer(name, make_host(), socket_dir=str(tmp_path))

@@ -1,10 +1,25 @@
-"""The UAPI socket of wgpyd: `/var/run/wireguard/IFACE.sock`, as wireguard-go serves it.
+"""The UAPI socket of wgpyd: `/var/run/wireguard/IFACE.sock`, served as wireguard-go serves it.
 
-One thread per connection, so a slow or stuck client cannot block others; requests run on
-the data-plane thread through `host.call`. Several requests may share a connection. Bad
-input never takes the daemon down: a malformed `set` gets an errno reply and changes nothing,
-an unknown operation, an over-long line or a half-written request that stalls closes that
-connection only.
+Like wireguard-go (ipc/uapi_linux.go, device/uapi.go IpcHandle): the directory is created
+0755, the socket bound under umask 077, a stale socket (nobody answers) is replaced while a
+live one is refused, several requests may share a connection, `get=1` must be followed by
+exactly one newline (anything else: EINVAL), an unknown operation closes the connection
+without a reply, body lines may end in CRLF (bufio.Scanner drops the CR) and a body line
+over 64 KiB is answered with EIO.
+
+Where the reference lets one client hurt the daemon, this one does not:
+
+* each connection has its own thread, at most `max_connections` at once (more wait in the
+  listen backlog), so a slow client cannot block the others;
+* a request must arrive whole within `request_timeout`, and a connection may sit idle
+  between requests for `idle_timeout`; then it is closed and nothing of a half-written
+  request is applied. A `set` ended by EOF instead of its blank line is not applied either
+  (wireguard-go applies it): a client that died mid-request must not leave half its
+  configuration behind. Such a request gets EPROTO if the client still listens;
+* a `set` larger than MAX_REQUEST bytes gets EIO and the connection is closed;
+* after a bad line the rest of the request is read (and ignored) before the errno reply,
+  so the connection stays usable and a client still writing does not get EPIPE;
+* no exception leaves a connection thread; nothing logged carries key material.
 """
 
 import contextlib
@@ -14,64 +29,105 @@ import os
 import socket
 import stat
 import threading
+import time
+from collections.abc import Callable
 
-from wgpy.uapi.protocol import EINVAL, EIO, DeviceHost, UapiError, apply_set, format_get, parse_set
+from wgpy.uapi.protocol import DeviceHost, SetParser, UapiError, apply_set, format_get
+from wgpy.uapi.text import DEFAULT_SOCKET_DIR, EINVAL, EIO, ENOANO, EPROTO, SOCKET_SUFFIX
 
 log = logging.getLogger("wgpy.uapi")
 
-MAX_LINE = 8192
-MAX_REQUEST_LINES = 1_000_000  # a `set` for 10 000 peers has ~60 000 lines
-IDLE_TIMEOUT = 30.0
+MAX_LINE = 64 * 1024  # bufio.MaxScanTokenSize, wireguard-go's limit for a line of a `set`
+MAX_REQUEST = 32 * 1024 * 1024  # a `set` for wireguard-go's 65 536 peers is ~15 MiB
+REQUEST_TIMEOUT = 30.0
+IDLE_TIMEOUT = 60.0
+MAX_CONNECTIONS = 32
+_RECV_SIZE = 65536
 
 
-class _Connection:
-    """Line reader over a stream socket with the limits above."""
+class _LineTooLong(Exception):
+    pass
+
+
+def _reply(code: int) -> bytes:
+    """`errno=-N`: wireguard-go sends the errno negated, and `wg` negates it back."""
+    return f"errno={-code}\n\n".encode()
+
+
+class _Reader:
+    """Lines from a stream socket, each bounded by MAX_LINE, all reads by one deadline."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = b""
+        self.buffer = bytearray()
+        self.start = 0
+        self.deadline = 0.0
+
+    def _fill(self) -> bool:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("UAPI request timed out")
+        self.sock.settimeout(remaining)
+        chunk = self.sock.recv(_RECV_SIZE)
+        if not chunk:
+            return False
+        del self.buffer[: self.start]
+        self.start = 0
+        self.buffer += chunk
+        return True
+
+    def readline(self) -> bytes | None:
+        """The next line without its newline; None at EOF (a partial last line is dropped)."""
+        while True:
+            end = self.buffer.find(b"\n", self.start)
+            if end >= 0:
+                if end - self.start > MAX_LINE:
+                    raise _LineTooLong
+                line = bytes(self.buffer[self.start : end])
+                self.start = end + 1
+                return line
+            if len(self.buffer) - self.start > MAX_LINE:
+                raise _LineTooLong
+            if not self._fill():
+                return None
 
     def read_byte(self) -> bytes | None:
-        if not self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self.buffer = chunk
-        byte, self.buffer = self.buffer[:1], self.buffer[1:]
+        if self.start == len(self.buffer) and not self._fill():
+            return None
+        byte = bytes(self.buffer[self.start : self.start + 1])
+        self.start += 1
         return byte
-
-    def readline(self) -> str | None:
-        """One line without its newline; None at EOF. OverflowError for an over-long line."""
-        while True:
-            end = self.buffer.find(b"\n")
-            if end >= 0:
-                line, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
-                if len(line) > MAX_LINE:
-                    raise OverflowError("line too long")
-                return line.decode("utf-8", errors="replace")
-            if len(self.buffer) > MAX_LINE:
-                raise OverflowError("line too long")
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self.buffer += chunk
 
 
 class UapiServer:
-    def __init__(self, iface: str, host: DeviceHost,
-                 socket_dir: str = "/var/run/wireguard") -> None:
+    """Serves the UAPI of one interface (`host`) on `socket_dir/IFACE.sock`."""
+
+    def __init__(self, iface: str, host: DeviceHost, socket_dir: str = DEFAULT_SOCKET_DIR,
+                 *, request_timeout: float = REQUEST_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        if not iface or "/" in iface or iface in {".", ".."}:
+            raise ValueError(f"invalid interface name {iface!r}")
         self.iface = iface
         self.host = host
         self.socket_dir = socket_dir
+        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
+        self._slots = threading.Semaphore(max_connections)
         self._listener: socket.socket | None = None
+        self._inode: int | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._clients: set[socket.socket] = set()
+        self._lock = threading.Lock()
         self._closing = False
 
     @property
     def path(self) -> str:
-        return os.path.join(self.socket_dir, f"{self.iface}.sock")
+        return os.path.join(self.socket_dir, self.iface + SOCKET_SUFFIX)
+
+    # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Bind the socket (refusing one a live daemon still answers on) and serve."""
+        """Bind the socket (replacing a stale one, refusing a live one) and start serving."""
         os.makedirs(self.socket_dir, mode=0o755, exist_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o077)
@@ -83,98 +139,174 @@ class UapiServer:
                     raise
                 self._remove_stale_socket()
                 listener.bind(self.path)
+            listener.listen(64)
+            self._inode = os.stat(self.path).st_ino
         except BaseException:
             listener.close()
             raise
         finally:
             os.umask(old_umask)
-        listener.listen(64)
         self._listener = listener
-        threading.Thread(target=self._accept_loop, name="uapi-accept", daemon=True).start()
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, args=(listener,), name=f"uapi-{self.iface}", daemon=True)
+        self._accept_thread.start()
 
     def _remove_stale_socket(self) -> None:
+        """UAPIOpen: if a daemon answers, the name is taken; otherwise the file is a leftover
+        (but only a socket is removed, never a file someone put there)."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             try:
                 probe.connect(self.path)
             except OSError:
-                if stat.S_ISSOCK(os.lstat(self.path).st_mode):
-                    os.unlink(self.path)
-                    return
-                raise
+                if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                    raise OSError(errno.EEXIST, f"{self.path} exists and is not a socket") from None
+                os.unlink(self.path)
+                return
         raise OSError(errno.EADDRINUSE, f"UAPI socket {self.path} is in use")
 
     def close(self) -> None:
+        """Stop serving, end open connections and remove the socket file (if still ours)."""
         self._closing = True
-        if self._listener is not None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
             with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            listener.close()
+        self._slots.release()  # wakes an accept loop waiting for a free slot
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout=5)
+        if self._inode is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.path).st_ino == self._inode:
+                    os.unlink(self.path)
+            self._inode = None
 
-    def _accept_loop(self) -> None:
-        listener = self._listener
-        assert listener is not None
-        while not self._closing:
+    # ------------------------------------------------------------------ connections
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while True:
+            self._slots.acquire()
+            if self._closing:
+                return
             try:
                 client, _ = listener.accept()
-            except OSError:
+            except OSError as exc:
+                self._slots.release()
                 if self._closing:
                     return
+                log.warning("UAPI accept failed: %s", exc)
+                time.sleep(0.1)  # e.g. EMFILE: do not spin
                 continue
-            threading.Thread(target=self._serve, args=(client,), name="uapi-client",
-                             daemon=True).start()
+            with self._lock:
+                self._clients.add(client)
+            try:
+                threading.Thread(target=self._serve, args=(client,), name="uapi-client",
+                                 daemon=True).start()
+            except RuntimeError as exc:  # no more threads
+                log.warning("UAPI connection refused: %s", exc)
+                self._forget(client)
+
+    def _forget(self, client: socket.socket) -> None:
+        with self._lock:
+            self._clients.discard(client)
+        client.close()
+        self._slots.release()
 
     def _serve(self, client: socket.socket) -> None:
         try:
-            client.settimeout(IDLE_TIMEOUT)
-            connection = _Connection(client)
-            while True:
-                operation = connection.readline()
+            reader = _Reader(client)
+            while not self._closing:
+                reader.deadline = time.monotonic() + self.idle_timeout
+                try:
+                    operation = reader.readline()
+                except _LineTooLong:
+                    operation = b""
                 if operation is None:
                     return
-                if operation == "get=1":
-                    reply = self._get(connection)
-                elif operation == "set=1":
-                    reply = self._set(connection)
+                reader.deadline = time.monotonic() + self.request_timeout
+                if operation == b"get=1":
+                    reply, keep_open = self._get(reader)
+                elif operation == b"set=1":
+                    reply, keep_open = self._set(reader)
                 else:
-                    log.debug("invalid UAPI operation; closing the connection")
+                    log.error("invalid UAPI operation; closing the connection")
                     return
                 if reply is None:
                     return
-                client.sendall(reply.encode())
-        except (OSError, OverflowError, UnicodeError) as exc:
+                client.settimeout(self.request_timeout)
+                client.sendall(reply)
+                if not keep_open:
+                    return
+        except OSError as exc:  # includes timeouts and clients that went away
             log.debug("UAPI connection closed: %s", exc)
-        except Exception:  # never let a request take the daemon down
-            log.exception("UAPI request failed")
+        except Exception:
+            log.exception("UAPI connection failed")
         finally:
-            client.close()
+            self._forget(client)
 
-    def _get(self, connection: _Connection) -> str | None:
-        terminator = connection.read_byte()  # wireguard-go reads exactly one byte here
+    def _get(self, reader: _Reader) -> tuple[bytes | None, bool]:
+        terminator = reader.read_byte()  # as wireguard-go: exactly one byte, a newline
         if terminator is None:
-            return None
+            return None, False
         if terminator != b"\n":
-            return f"errno=-{EINVAL}\n\n"
-        body = self.host.call(lambda: format_get(self.host))
-        return body + "errno=0\n\n"
+            log.error("trailing character in UAPI get")
+            return _reply(EINVAL), True
+        host = self.host
+        body = self._run(lambda: host.call(lambda: format_get(host)).encode() + b"errno=0\n\n")
+        return body, True
 
-    def _set(self, connection: _Connection) -> str | None:
-        lines: list[str] = []
+    def _set(self, reader: _Reader) -> tuple[bytes | None, bool]:
+        parser = SetParser()
+        error: UapiError | None = None
+        size = 0
         while True:
-            line = connection.readline()
+            try:
+                line = reader.readline()
+            except _LineTooLong:
+                log.error("UAPI set: line longer than %d bytes", MAX_LINE)
+                return _reply(EIO), False
             if line is None:
-                return None  # half a request: nothing applied
-            if line == "":
+                log.error("UAPI set ended without its blank line: nothing applied")
+                return _reply(EPROTO), False
+            size += len(line) + 1
+            if size > MAX_REQUEST:
+                log.error("UAPI set larger than %d bytes: nothing applied", MAX_REQUEST)
+                return _reply(EIO), False
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
                 break
-            lines.append(line)
-            if len(lines) > MAX_REQUEST_LINES:
-                return f"errno=-{EIO}\n\n"
+            if error is None:
+                try:
+                    parser.feed(line.decode("utf-8", "surrogateescape"))
+                except UapiError as exc:
+                    error = exc  # keep reading to the blank line, then answer
+        if error is not None:
+            log.error("UAPI set refused, nothing applied: %s", error)
+            return _reply(error.code), True
+
+        def apply() -> bytes:
+            apply_set(self.host, parser.request)
+            return b"errno=0\n\n"
+
+        return self._run(apply), True
+
+    def _run(self, operation: Callable[[], bytes]) -> bytes:
+        """The reply of an operation: its own, an errno for a refused one, ENOANO (as
+        wireguard-go's 'other UAPI error') for a failure that should not happen. OSError from
+        host.call (the interface is going away) ends the connection."""
         try:
-            request = parse_set(lines)
-            apply_set(self.host, request)
+            return operation()
         except UapiError as exc:
-            log.error("UAPI set refused: %s", exc)
-            return f"errno=-{exc.code}\n\n"
-        return "errno=0\n\n"
+            log.error("UAPI set refused, nothing applied: %s", exc)
+            return _reply(exc.code)
+        except OSError:
+            raise
+        except Exception:
+            log.exception("UAPI operation failed")
+            return _reply(ENOANO)
