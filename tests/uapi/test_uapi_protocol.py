@@ -210,6 +210,19 @@ def test_refused_fwmark_restores_the_port_and_changes_nothing(host):
     assert host.port == 1000
 
 
+def test_a_host_bug_in_set_fwmark_still_changes_nothing(host, monkeypatch):
+    configured(host)
+    before = format_get(host)
+
+    def broken(mark: int) -> None:
+        raise TypeError("a bytes-like object is required")
+
+    monkeypatch.setattr(host, "set_fwmark", broken)
+    with pytest.raises(TypeError):  # the server answers ENOANO, as for any internal error
+        apply_set(host, parse_set(["listen_port=2222", "fwmark=1"]))
+    assert format_get(host) == before
+
+
 def test_a_set_is_one_call_on_the_data_plane(host):
     body = "\n".join(f"public_key={pub(n)}\nallowed_ip=10.{n}.0.0/16" for n in range(1, 30))
     host.calls = 0
@@ -429,6 +442,31 @@ def test_parse_endpoint(text, endpoint):
 ])
 def test_parse_prefix(text, network):
     assert parse_prefix(text) == ipaddress.ip_network(network)
+
+
+@pytest.mark.parametrize(("text", "packed"), [
+    ("::00001", "::1"),  # Go 1.19 bounds a group's value, not its digits
+    ("0000000000ffff::", "ffff::"),
+    ("1:2:3:4:5:6:7::", "1:2:3:4:5:6:7:0"),
+    ("1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:102:304"),
+    ("::1:2:3:4:5:1.2.3.4", "0:1:2:3:4:5:102:304"),
+    ("FE80::1%eth0", "fe80::1"),
+    ("1.2.3.4", "1.2.3.4"),
+    ("0.0.0.0", "0.0.0.0"),
+])
+def test_parse_address_as_go_netip(text, packed):
+    assert protocol.parse_address(text)[0] == ipaddress.ip_address(packed)
+
+
+@pytest.mark.parametrize("text", [
+    "::10000", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7", "1::2::3", ":::",
+    ":1::", "1::2:", "1:2:3:4:5:6:7:1.2.3.4", "::1.2.3.4:5", "::1.2.3", "::a.2.3.4",
+    "1.2.3.4::", "1.2.3.04", "1.2.3.256", "1.2.3", "1.2.3.4.5", "1..2.3", ".1.2.3", "",
+    "%lo", "::1%", "1.2.3.4%lo", "::\uff11", "\uff11.2.3.4", "1.2.3.4 ", " ::1", "g::",
+])
+def test_parse_address_refuses_as_go_netip(text):
+    with pytest.raises(ValueError):
+        protocol.parse_address(text)
 
 
 def test_mapped_prefix_is_shown_with_a_dotted_quad(host):

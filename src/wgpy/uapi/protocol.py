@@ -45,6 +45,7 @@ from wgpy.uapi.text import (
 )
 
 T = TypeVar("T")
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # wireguard-go's device.MaxPeers: creating one more peer fails with EINVAL.
@@ -116,7 +117,7 @@ def _split_time(wall: float) -> tuple[int, int]:
     return seconds, min(round((wall - seconds) * 1e9), 999_999_999)
 
 
-def _go_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+def _go_address(address: Address) -> str:
     """netip.Addr.String: like Python's, except that IPv4-mapped IPv6 keeps the dotted quad
     (`::ffff:10.0.0.1`), which Python prints that way only from 3.13 on."""
     if address.version == 6 and address.ipv4_mapped is not None:
@@ -174,6 +175,71 @@ def _check_zone(zone: str, value: str) -> None:
         raise _invalid(f"failed to set endpoint {value}: unknown zone") from None
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _ipv4_bytes(text: str) -> bytes | None:
+    """netip's parseIPv4: four decimal fields of 0-255 without leading zeros."""
+    fields = text.split(".")
+    if len(fields) != 4:
+        return None
+    for field_text in fields:
+        if not (field_text.isascii() and field_text.isdigit()):
+            return None
+        if (len(field_text) > 1 and field_text[0] == "0") or int(field_text) > 255:
+            return None
+    return bytes(int(field_text) for field_text in fields)
+
+
+def _ipv6_groups(part: str, last: bool) -> list[int] | None:
+    """The 16-bit groups of one side of `::`; an IPv4 tail is allowed at the very end."""
+    if not part:
+        return []
+    groups: list[int] = []
+    items = part.split(":")
+    for index, item in enumerate(items):
+        if last and index == len(items) - 1 and "." in item:
+            quad = _ipv4_bytes(item)
+            if quad is None:
+                return None
+            groups += [quad[0] << 8 | quad[1], quad[2] << 8 | quad[3]]
+        elif item and _HEX_DIGITS.issuperset(item) and int(item, 16) <= 0xFFFF:
+            groups.append(int(item, 16))  # any number of digits, as Go 1.19 (::00001 passes)
+        else:
+            return None
+    return groups
+
+
+def _ipv6_bytes(text: str) -> bytes | None:
+    """netip's parseIPv6 (zone already split off)."""
+    head, ellipsis, tail = text.partition("::")
+    before = _ipv6_groups(head, last=not ellipsis)
+    after = _ipv6_groups(tail, last=True)
+    if before is None or after is None or "::" in tail:
+        return None
+    count = len(before) + len(after)
+    if count > 7 if ellipsis else count != 8:  # `::` stands for at least one zero group
+        return None
+    groups = before + [0] * (8 - count) + after
+    return b"".join(group.to_bytes(2, "big") for group in groups)
+
+
+def parse_address(text: str) -> tuple[Address, str | None]:
+    """netip.ParseAddr as built into wireguard-go (Go 1.19), which Python's ipaddress does
+    not quite match. The address and its IPv6 zone (None without a `%`)."""
+    kind = next((c for c in text if c in ".:%"), "")
+    if kind == ".":
+        quad = _ipv4_bytes(text)
+        if quad is not None:
+            return ipaddress.IPv4Address(quad), None
+    elif kind == ":":
+        address_text, percent, zone = text.partition("%")
+        packed = _ipv6_bytes(address_text)
+        if packed is not None and not (percent and not zone):
+            return ipaddress.IPv6Address(packed), zone if percent else None
+    raise ValueError(f"not an IP address: {text!r}")
+
+
 def parse_endpoint(value: str) -> Endpoint:
     """LinuxSocketBind.ParseEndpoint (netip.ParseAddrPort): `192.0.2.1:51820` or
     `[2001:db8::1]:51820`, an IPv6 zone allowed; no host names (wg resolves them). Returns
@@ -187,24 +253,21 @@ def parse_endpoint(value: str) -> Endpoint:
             raise _invalid(f"failed to set endpoint {value}: missing ]")
         host = host[1:-1]
     port = _unsigned(port_text, 16, f"endpoint {value} port")
-    address_text, percent, zone = host.partition("%")
     try:
-        address = ipaddress.ip_address(address_text)
+        address, zone = parse_address(host)
     except ValueError:
         raise _invalid(f"failed to set endpoint {value}: invalid address") from None
     if address.version == 4:
-        if percent or bracketed:
-            raise _invalid(f"failed to set endpoint {value}: brackets or zone with IPv4")
+        if bracketed:
+            raise _invalid(f"failed to set endpoint {value}: brackets around IPv4")
         return str(address), port
     if not bracketed:
         raise _invalid(f"failed to set endpoint {value}: IPv6 needs square brackets")
-    if percent:
-        if not zone:
-            raise _invalid(f"failed to set endpoint {value}: empty zone")
+    if zone is not None:
         _check_zone(zone, value)
     if address.ipv4_mapped is not None:
         return str(address.ipv4_mapped), port
-    return str(address) + (f"%{zone}" if percent else ""), port
+    return str(address) + (f"%{zone}" if zone is not None else ""), port
 
 
 def parse_prefix(value: str) -> Network:
@@ -213,12 +276,12 @@ def parse_prefix(value: str) -> Network:
     address_text, slash, bits_text = value.rpartition("/")
     if not slash:
         raise _invalid(f"failed to set allowed ip: no '/' in {value!r}")
-    if "%" in address_text:
-        raise _invalid(f"failed to set allowed ip: zone in {value!r}")
     try:
-        address = ipaddress.ip_address(address_text)
+        address, zone = parse_address(address_text)
     except ValueError:
         raise _invalid(f"failed to set allowed ip: bad address in {value!r}") from None
+    if zone is not None:
+        raise _invalid(f"failed to set allowed ip: zone in {value!r}")
     if not _ATOI.match(bits_text) or not 0 <= int(bits_text) <= address.max_prefixlen:
         raise _invalid(f"failed to set allowed ip: bad prefix length in {value!r}")
     return ipaddress.ip_network((address, int(bits_text)), strict=False)
@@ -330,9 +393,11 @@ def _apply(host: DeviceHost, request: SetRequest) -> None:
     if request.fwmark is not None:
         try:
             host.set_fwmark(request.fwmark)
-        except OSError as exc:
+        except Exception as exc:  # not only OSError: a failing host still changes nothing
             if request.listen_port is not None:
                 _restore_port(host, old_port)
+            if not isinstance(exc, OSError):
+                raise
             raise UapiError(EADDRINUSE, f"failed to update fwmark: {exc}") from None
 
     now = host.now()
