@@ -388,6 +388,7 @@ def test_keepalive_goes_to_the_endpoint_set_later_in_the_section(host):
     (["25", "30"], False),  # wireguard-go: the last line decides, and 25 -> 30 is no turn-on
     (["25", "0"], False),
     (["25", "0", "30"], True),
+    (["7", "7"], False),
 ])
 def test_keepalive_turn_on_follows_wireguard_go_line_by_line(host, lines, sends):
     keepalive_setup(host)

@@ -11,6 +11,7 @@ either (the bad line comes before any change).
 import contextlib
 import random
 import socket
+import time
 
 import pytest
 
@@ -29,6 +30,7 @@ ZERO = "00" * 32
 class Daemons:
     def __init__(self, go: tuple[Namespace, str], py: tuple[Namespace, str]) -> None:
         self.namespaces = [go[0], py[0]]
+        self.ifaces = [go[1], py[1]]
         self.paths = [f"/var/run/wireguard/{iface}.sock" for _, iface in (go, py)]
 
     def send(self, data: bytes, replies: int = 1) -> list[str]:
@@ -146,6 +148,48 @@ def test_a_sequence_of_requests(daemons):
 def test_largest_fwmark(daemons):
     assert daemons.set("fwmark=4294967295") == "errno=0\n\n"
     daemons.state()
+
+
+KEEPALIVE_CASES = [["25"], ["25", "30"], ["25", "0"], ["25", "0", "30"], ["0"], ["7", "7"]]
+
+
+def tx_bytes(get: str) -> dict[str, int]:
+    result, peer = {}, ""
+    for line in get.splitlines():
+        key, _, value = line.partition("=")
+        if key == "public_key":
+            peer = value
+        elif key == "tx_bytes":
+            result[peer] = int(value)
+    return result
+
+
+def test_keepalive_turned_on_sends_alike(daemons):
+    """With the interfaces up, a keepalive 'turned on' in a section goes out at once (here a
+    handshake initiation to the namespace's own loopback); wireguard-go decides by the last
+    persistent_keepalive_interval line of the section, and so must wgpyd."""
+    for ns, iface in zip(daemons.namespaces, daemons.ifaces, strict=True):
+        ns.run("ip", "link", "set", iface, "up")
+    time.sleep(1.0)  # wgpyd polls the link state every 0.1 s
+    peers = [public_key(clamp_private_key(bytes([100 + n]) * 32)).hex()
+             for n in range(len(KEEPALIVE_CASES))]
+    body = f"private_key={PRIVATE}\n" + "".join(
+        f"public_key={peer}\nendpoint=127.0.0.1:9\n"
+        + "".join(f"persistent_keepalive_interval={value}\n" for value in values)
+        for peer, values in zip(peers, KEEPALIVE_CASES, strict=True))
+    assert daemons.set(body.rstrip("\n")) == "errno=0\n\n"
+    sending = {peer for peer, values in zip(peers, KEEPALIVE_CASES, strict=True)
+               if values in (["25"], ["25", "0", "30"])}  # ["7", "7"]: 7 -> 7 is no turn-on
+    deadline = time.monotonic() + 4  # before the first retransmission (REKEY_TIMEOUT)
+    while True:
+        sent = [tx_bytes(text) for text in daemons.send(b"get=1\n\n")]
+        if all(counts[peer] for counts in sent for peer in sending):
+            break
+        assert time.monotonic() < deadline, (sending, sent)
+        time.sleep(0.05)
+    go, py = sent
+    assert go == py
+    assert {peer for peer, count in go.items() if count} == sending
 
 
 def test_port_in_use(daemons):
