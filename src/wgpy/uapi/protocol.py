@@ -1,7 +1,8 @@
 """The cross-platform userspace API (`get=1` / `set=1`), as wireguard-go 0.0.20220316 has it.
 
-Same keys, order, formats, validation and errno values as its device/uapi.go (checked
-against the real binary, see tests/uapi), so `wg` cannot tell wgpyd from wireguard-go.
+Same keys, order, formats, validation and errno values as its device/uapi.go, down to the
+address grammar of Go 1.19's net/netip that the packaged binary is built with (checked
+against that binary, see tests/uapi), so `wg` cannot tell wgpyd from wireguard-go.
 
 Deliberate differences, each because the reference's behaviour can hurt a user:
 
@@ -10,7 +11,8 @@ Deliberate differences, each because the reference's behaviour can hurt a user:
   and applied in one `host.call` only if every line is valid. The failures left at apply
   time (binding the port, setting the fwmark: OSError from the host) come first, before the
   device is touched, and a failed fwmark rebinds the old port; so an errno reply always
-  means "nothing changed". A repeated listen_port or fwmark line binds only its last value.
+  means "nothing changed" (wireguard-go, refused a port, is even left with no socket at
+  all). A repeated listen_port or fwmark line binds only its last value.
 * Endpoints are kept unmapped, as the core wants them: `[::ffff:192.0.2.1]:51820` is stored
   and reported as `192.0.2.1:51820` (wireguard-go reports the mapped form, then cannot send
   to it from its IPv6-only socket).
