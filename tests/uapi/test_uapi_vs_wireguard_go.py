@@ -143,8 +143,6 @@ def test_a_sequence_of_requests(daemons):
         daemons.state()
 
 
-@pytest.mark.xfail(strict=True, reason="io/udp.py hands SO_MARK to setsockopt as a C int: "
-                   "a mark above 2**31-1 raises TypeError (wgpyd answers ENOANO, unchanged)")
 def test_largest_fwmark(daemons):
     assert daemons.set("fwmark=4294967295") == "errno=0\n\n"
     daemons.state()

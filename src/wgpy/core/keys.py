@@ -1,4 +1,4 @@
-"""Key text formats: base64 as `wg` prints them, hex as the UAPI carries them."""
+"""Key text formats: base64 as `wg` reads and prints them (the UAPI's hex is in wgpy.uapi.text)."""
 
 import base64
 import binascii
@@ -28,20 +28,6 @@ def key_from_base64(text: str) -> bytes:
 
 def key_to_base64(key: bytes) -> str:
     return base64.b64encode(key).decode("ascii")
-
-
-def key_from_hex(text: str) -> bytes:
-    """Decode a 64-character lowercase-or-uppercase hex key (the UAPI form)."""
-    if len(text) != 2 * KEY_LEN:
-        raise KeyFormatError("Key is not the correct length or format")
-    try:
-        return bytes.fromhex(text)
-    except ValueError as exc:
-        raise KeyFormatError("Key is not the correct length or format") from exc
-
-
-def key_to_hex(key: bytes) -> str:
-    return key.hex()
 
 
 def generate_private_key(random_bytes: Callable[[int], bytes]) -> bytes:

@@ -19,6 +19,8 @@ GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 _SEGMENT_SIZE = struct.Struct("H")
 _GRO_SIZE = struct.Struct("i")
+# SO_MARK is a u32; Python's int setsockopt passes a C int, which stops at 2**31 - 1.
+_MARK = struct.Struct("=I")
 RECEIVE_BUFFER_BYTES = 65536
 _GRO_ANCILLARY = socket.CMSG_SPACE(_GRO_SIZE.size)
 # Socket buffers sized for bursts of full-size datagrams (SO_*BUFFORCE needs CAP_NET_ADMIN).
@@ -53,7 +55,7 @@ def _open(port: int, fwmark: int) -> socket.socket:
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, fallback, SOCKET_BUFFER_BYTES)
         if fwmark:
-            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, fwmark)
+            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, _MARK.pack(fwmark))
         sock.bind(bind_address)
         sock.setblocking(False)
     except BaseException:
@@ -170,7 +172,7 @@ class UdpSocket:
         return self._receive_view[:length], segment, address
 
     def set_fwmark(self, fwmark: int) -> None:
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_MARK, fwmark)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_MARK, _MARK.pack(fwmark))
         self.fwmark = fwmark
 
     def close(self) -> None:
