@@ -182,7 +182,11 @@ class Tunnel:
         packets: list[bytes] = []
         deliver = packets.append
         received = 0
+        receives = 0
         while received < BATCH:
+            if receives == 1 and not udp.waiting():
+                break  # the usual case on a quiet tunnel: no receive that ends in EAGAIN
+            receives += 1
             try:
                 result = receive()
             except OSError as exc:  # e.g. ICMP errors surfacing as ECONNREFUSED
