@@ -36,7 +36,7 @@ __all__ = [
 
 ZERO_KEY = bytes(KEY_LEN)
 _NONCE_PREFIX = bytes(4)
-_U64 = struct.Struct("<Q")
+_NONCE = struct.Struct("<4xQ")  # 32 zero bits, then the 64-bit little-endian counter
 
 
 class ZeroSharedSecret(ValueError):
@@ -110,7 +110,7 @@ def kdf3(key: bytes, data: bytes) -> tuple[bytes, bytes, bytes]:
 
 def aead_nonce(counter: int) -> bytes:
     """The 96-bit ChaCha20-Poly1305 nonce: 32 zero bits then the 64-bit little-endian counter."""
-    return _NONCE_PREFIX + _U64.pack(counter)
+    return _NONCE.pack(counter)
 
 
 def aead_encrypt(key: bytes, counter: int, plaintext: bytes, ad: bytes) -> bytes:

@@ -212,6 +212,11 @@ class Tunnel:
             if failures:
                 self.tun_write_errors += failures
                 log.warning("%d TUN writes failed", failures)
+            if self.tun.waiting():
+                # The kernel answers on the TUN inside the write (an echo reply, a TCP ACK):
+                # encrypt it now rather than after another trip through epoll.
+                self._drain_tun(now)
+                return
         self._flush_outbox()
 
     def _flush_outbox(self) -> None:

@@ -16,7 +16,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
-from wgpy.io.offload import coalesce, strip_read
+from wgpy.io.offload import NO_OFFLOAD, coalesce, strip_read
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -106,7 +106,7 @@ class Tun:
         packets: list[bytes] = []
         reads = 0
         while reads < limit:
-            if reads == 1 and not self._waiting.poll(0):
+            if reads == 1 and not self.waiting():
                 break
             try:
                 data = os.read(self.fd, 65536 + 16)
@@ -127,13 +127,22 @@ class Tun:
                 packets.append(packet)
         return packets
 
+    def waiting(self) -> bool:
+        """Whether a packet is queued to be read (a zero-timeout poll: no exception)."""
+        return bool(self._waiting.poll(0))
+
     def write_batch(self, packets: Sequence[bytes]) -> int:
         """Write decrypted packets (coalesced where possible); returns the failed writes.
 
         A failed write (a packet the kernel refuses) costs that write only; a deleted
         interface raises InterfaceGone.
         """
-        writes = coalesce(packets) if self.vnet_hdr else packets
+        if not self.vnet_hdr:
+            writes = packets
+        elif len(packets) == 1:  # nothing to coalesce: the common case on a quiet tunnel
+            writes = [NO_OFFLOAD + packets[0]]
+        else:
+            writes = coalesce(packets)
         failures = 0
         for data in writes:
             try:
