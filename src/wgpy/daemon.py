@@ -2,8 +2,9 @@
 
 It creates the TUN interface and the UAPI socket, then (unless -f) detaches into the background
 and returns to the shell only once both are ready, so `wg` and `wg-quick` can use them at once.
-It exits on SIGTERM/SIGINT (removing socket and interface) or when the interface is deleted,
-which is how `wg-quick down` and `ip link del` stop it.
+It exits on SIGTERM/SIGINT (removing socket and interface), when the interface is deleted
+(which is how `wg-quick down` and `ip link del` stop it) or when its UAPI socket file is
+removed, as wireguard-go does.
 """
 
 import argparse
@@ -54,7 +55,7 @@ def _start(iface: str, socket_dir: str) -> tuple[Tunnel, UapiServer]:
     tun = Tun(iface, mtu=DEFAULT_MTU)
     device = Device(wall_offset=time.time() - time.monotonic(), mtu=DEFAULT_MTU)
     tunnel = Tunnel(tun, device)
-    server = UapiServer(tun.name, tunnel, socket_dir=socket_dir)
+    server = UapiServer(tun.name, tunnel, socket_dir=socket_dir, on_socket_lost=tunnel.stop)
     try:
         server.start()
     except BaseException:

@@ -69,6 +69,26 @@ def test_signal_removes_socket_and_interface(root_netns, signum):
                 process.wait()
 
 
+@pytest.mark.parametrize("daemon", ["wgpyd", "wireguard-go"])
+def test_removing_the_socket_file_stops_the_daemon(root_netns, wireguard_go, daemon):
+    """wireguard-go exits when its UAPI socket is deleted (inotify); wgpyd does the same and
+    takes its interface with it."""
+    with Namespace(f"wgpyl-rm{os.getpid() % 10000}") as ns:
+        iface = f"wr{os.getpid() % 10000}"
+        argv = ([sys.executable, "-m", "wgpy.daemon"] if daemon == "wgpyd"
+                else [wireguard_go])
+        process = ns.popen(*argv, "-f", iface, stderr=subprocess.PIPE)
+        try:
+            wait_for_socket(iface, process)
+            os.unlink(socket_path(iface))
+            assert process.wait(timeout=10) == 0
+            assert wait_until(lambda: not link_exists(ns, iface))
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 def test_second_daemon_for_same_interface_is_refused(root_netns):
     with Namespace(f"wgpyl-dup{os.getpid() % 10000}") as ns:
         iface = f"wd{os.getpid() % 10000}"

@@ -5,7 +5,9 @@ Like wireguard-go (ipc/uapi_linux.go, device/uapi.go IpcHandle): the directory i
 live one is refused, several requests may share a connection, `get=1` must be followed by
 exactly one newline (anything else: EINVAL), an unknown operation closes the connection
 without a reply, body lines may end in CRLF (bufio.Scanner drops the CR) and a body line
-over 64 KiB is answered with EIO.
+over 64 KiB is answered with EIO. Deleting the socket file stops the daemon (wireguard-go
+watches it with inotify; here the accept loop checks the file's inode every
+SOCKET_WATCH_INTERVAL and calls `on_socket_lost`).
 
 Where the reference lets one client hurt the daemon, this one does not:
 
@@ -42,6 +44,7 @@ MAX_REQUEST = 32 * 1024 * 1024  # a `set` for wireguard-go's 65 536 peers is ~15
 REQUEST_TIMEOUT = 30.0
 IDLE_TIMEOUT = 60.0
 MAX_CONNECTIONS = 32
+SOCKET_WATCH_INTERVAL = 0.5
 _RECV_SIZE = 65536
 
 
@@ -104,7 +107,8 @@ class UapiServer:
 
     def __init__(self, iface: str, host: DeviceHost, socket_dir: str = DEFAULT_SOCKET_DIR,
                  *, request_timeout: float = REQUEST_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS,
+                 on_socket_lost: Callable[[], None] | None = None) -> None:
         if not iface or "/" in iface or iface in {".", ".."}:
             raise ValueError(f"invalid interface name {iface!r}")
         self.iface = iface
@@ -119,6 +123,7 @@ class UapiServer:
         self._clients: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closing = False
+        self._on_socket_lost = on_socket_lost
 
     @property
     def path(self) -> str:
@@ -140,6 +145,7 @@ class UapiServer:
                 self._remove_stale_socket()
                 listener.bind(self.path)
             listener.listen(64)
+            listener.settimeout(SOCKET_WATCH_INTERVAL)  # accept wakes to check the file
             self._inode = os.stat(self.path).st_ino
         except BaseException:
             listener.close()
@@ -195,6 +201,14 @@ class UapiServer:
                 return
             try:
                 client, _ = listener.accept()
+            except TimeoutError:
+                self._slots.release()
+                if not self._closing and not self._socket_is_ours():
+                    log.info("UAPI socket %s was removed; shutting down", self.path)
+                    if self._on_socket_lost is not None:
+                        self._on_socket_lost()
+                    return
+                continue
             except OSError as exc:
                 self._slots.release()
                 if self._closing:
@@ -210,6 +224,14 @@ class UapiServer:
             except RuntimeError as exc:  # no more threads
                 log.warning("UAPI connection refused: %s", exc)
                 self._forget(client)
+
+    def _socket_is_ours(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino == self._inode
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell (e.g. EACCES): keep serving
 
     def _forget(self, client: socket.socket) -> None:
         with self._lock:
