@@ -5,6 +5,8 @@ import hmac as stdlib_hmac
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wgpy.core import crypto
 from wgpy.core.constants import CONSTRUCTION
@@ -69,8 +71,9 @@ def test_rfc7748_x25519_alice_and_bob():
     assert bob_public.hex() == (
         "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
     shared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
-    assert crypto.dh(alice, bob_public).hex() == shared
-    assert crypto.dh(bob, alice_public).hex() == shared
+    assert crypto.dh(crypto.load_private_key(alice), bob_public).hex() == shared
+    assert crypto.dh(crypto.load_private_key(bob), alice_public).hex() == shared
+    assert crypto.public_bytes(crypto.load_private_key(alice)) == alice_public
 
 
 @pytest.mark.parametrize("point", [
@@ -80,7 +83,16 @@ def test_rfc7748_x25519_alice_and_bob():
 ])
 def test_small_order_points_give_the_all_zero_secret_and_are_refused(point):
     with pytest.raises(crypto.ZeroSharedSecret):
-        crypto.dh(crypto.clamp_private_key(bytes(range(32))), bytes.fromhex(point))
+        crypto.dh(crypto.load_private_key(crypto.clamp_private_key(bytes(range(32)))),
+                  bytes.fromhex(point))
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(max_size=200), data=st.binary(max_size=300))
+def test_hmac_is_rfc2104_over_blake2s(key, data):
+    """Our HMAC-BLAKE2s (written out for speed) against the standard library's generic one,
+    including keys longer than the 64-byte block, which are hashed first."""
+    assert crypto.hmac(key, data) == stdlib_hmac.new(key, data, hashlib.blake2s).digest()
 
 
 def test_clamping():

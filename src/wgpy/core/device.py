@@ -44,7 +44,7 @@ from wgpy.core.constants import (
     UNDER_LOAD_QUEUE_LENGTH,
 )
 from wgpy.core.cookie import CookieChecker
-from wgpy.core.crypto import aead_nonce, public_key
+from wgpy.core.crypto import aead_nonce
 from wgpy.core.drops import Drop, new_counters
 from wgpy.core.indextable import IndexTable
 from wgpy.core.keypair import Keypair
@@ -135,7 +135,7 @@ class Device:
         if private_key is None:
             self.identity = None
         else:
-            self.identity = noise.StaticIdentity(private_key, public_key(private_key))
+            self.identity = noise.StaticIdentity.load(private_key)
             self.remove_peer(self.identity.public_key)
         self.cookie_checker.set_public_key(self.public_key)
         for peer in self.peers.values():

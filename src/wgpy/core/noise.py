@@ -7,8 +7,10 @@ message fully authenticates, so a forged or replayed message can never disturb a
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from wgpy.core import crypto
 from wgpy.core.constants import (
@@ -57,7 +59,7 @@ class Handshake:
     state: HandshakeState = HandshakeState.ZEROED
     hash: bytes = b""
     chaining_key: bytes = b""
-    local_ephemeral: bytes = b""
+    local_ephemeral: X25519PrivateKey | None = None
     remote_ephemeral: bytes = b""
     local_index: int = 0
     remote_index: int = 0
@@ -69,7 +71,7 @@ class Handshake:
         self.state = HandshakeState.ZEROED
         self.hash = b""
         self.chaining_key = b""
-        self.local_ephemeral = b""
+        self.local_ephemeral = None
         self.remote_ephemeral = b""
         self.local_index = 0
         self.remote_index = 0
@@ -77,8 +79,17 @@ class Handshake:
 
 @dataclass(frozen=True)
 class StaticIdentity:
+    """The interface's key pair, with the private key loaded once for every DH it takes part in
+    (loading costs as much as a DH)."""
+
     private_key: bytes
     public_key: bytes
+    key: X25519PrivateKey = field(repr=False, compare=False)
+
+    @classmethod
+    def load(cls, private_key: bytes) -> "StaticIdentity":
+        key = crypto.load_private_key(private_key)
+        return cls(private_key, crypto.public_bytes(key), key)
 
 
 def precompute_static_static(identity: StaticIdentity | None, remote_static: bytes) -> bytes:
@@ -86,7 +97,7 @@ def precompute_static_static(identity: StaticIdentity | None, remote_static: byt
     if identity is None:
         return ZERO_KEY
     try:
-        return crypto.dh(identity.private_key, remote_static)
+        return crypto.dh(identity.key, remote_static)
     except crypto.ZeroSharedSecret:
         return ZERO_KEY
 
@@ -107,8 +118,8 @@ def create_initiation(
         return None
     ck = INITIAL_CHAINING_KEY
     h = _mix_hash(INITIAL_HASH, handshake.remote_static)
-    ephemeral_private = crypto.clamp_private_key(random_bytes(KEY_LEN))
-    ephemeral_public = crypto.public_key(ephemeral_private)
+    ephemeral_private = crypto.load_private_key(crypto.clamp_private_key(random_bytes(KEY_LEN)))
+    ephemeral_public = crypto.public_bytes(ephemeral_private)
     ck = crypto.kdf1(ck, ephemeral_public)
     h = _mix_hash(h, ephemeral_public)
     try:
@@ -157,7 +168,7 @@ def open_initiation(identity: StaticIdentity, message: bytes) -> ReceivedInitiat
     h = _mix_hash(_mix_hash(INITIAL_HASH, identity.public_key), ephemeral)
     ck = crypto.kdf1(INITIAL_CHAINING_KEY, ephemeral)
     try:
-        ck, key = crypto.kdf2(ck, crypto.dh(identity.private_key, ephemeral))
+        ck, key = crypto.kdf2(ck, crypto.dh(identity.key, ephemeral))
         remote_static = crypto.aead_decrypt(key, 0, encrypted_static, h)
     except (crypto.ZeroSharedSecret, crypto.InvalidTag):
         return None
@@ -206,8 +217,8 @@ def create_response(
     """Build a response (macs zero) to a consumed initiation; state -> CREATED_RESPONSE."""
     if handshake.state != HandshakeState.CONSUMED_INITIATION:
         return None
-    ephemeral_private = crypto.clamp_private_key(random_bytes(KEY_LEN))
-    ephemeral_public = crypto.public_key(ephemeral_private)
+    ephemeral_private = crypto.load_private_key(crypto.clamp_private_key(random_bytes(KEY_LEN)))
+    ephemeral_public = crypto.public_bytes(ephemeral_private)
     ck = crypto.kdf1(handshake.chaining_key, ephemeral_public)
     h = _mix_hash(handshake.hash, ephemeral_public)
     try:
@@ -245,9 +256,11 @@ def consume_response(identity: StaticIdentity, handshake: Handshake, message: by
     _, sender, _, ephemeral, encrypted_nothing, _, _ = RESPONSE.unpack(message)
     ck = crypto.kdf1(handshake.chaining_key, ephemeral)
     h = _mix_hash(handshake.hash, ephemeral)
+    if handshake.local_ephemeral is None:
+        return False
     try:
         ck = crypto.kdf1(ck, crypto.dh(handshake.local_ephemeral, ephemeral))
-        ck = crypto.kdf1(ck, crypto.dh(identity.private_key, ephemeral))
+        ck = crypto.kdf1(ck, crypto.dh(identity.key, ephemeral))
     except crypto.ZeroSharedSecret:
         return False
     ck, tau, key = crypto.kdf3(ck, handshake.preshared_key)
@@ -270,7 +283,7 @@ def derive_transport_keys(handshake: Handshake) -> tuple[bytes, bytes, bool]:
     is_initiator = handshake.state == HandshakeState.CONSUMED_RESPONSE
     handshake.chaining_key = b""
     handshake.hash = b""
-    handshake.local_ephemeral = b""
+    handshake.local_ephemeral = None
     handshake.remote_ephemeral = b""
     if is_initiator:
         return first, second, True
