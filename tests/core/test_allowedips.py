@@ -165,3 +165,31 @@ def test_random_prefixes_against_brute_force_oracle():
         got = {(n.version, int(n.network_address), n.prefixlen)
                for n in table.entries_for_peer(peer)}
         assert got == expected
+
+
+def test_cached_answers_follow_every_change():
+    """Lookups interleaved with inserts, removes and peer removals over a small address space
+    (so the answer cache is hit, invalidated and overflows) always agree with brute force."""
+    rng = random.Random(7)
+    peers = [Peer(f"p{i}") for i in range(5)]
+    table: AllowedIPs[Peer] = AllowedIPs()
+    truth: dict[tuple[int, int, int], Peer] = {}
+    base = 10 << 24
+    for step in range(20_000):
+        action = rng.random()
+        if action < 0.02:
+            length = rng.randint(16, 32)
+            network = (base | rng.getrandbits(13)) & (((1 << 32) - 1) ^ ((1 << (32 - length)) - 1))
+            peer = rng.choice(peers)
+            table.insert(ipaddress.IPv4Network((network, length)), peer)
+            truth[(4, network, length)] = peer
+        elif action < 0.03 and truth:
+            key = rng.choice(list(truth))
+            assert table.remove(ipaddress.IPv4Network(key[1:]), truth.pop(key))
+        elif action < 0.032:
+            gone = rng.choice(peers)
+            table.remove_by_peer(gone)
+            truth = {key: peer for key, peer in truth.items() if peer is not gone}
+        else:
+            address = base | rng.getrandbits(13)
+            assert table.lookup(address.to_bytes(4, "big")) is brute_force(truth, 4, address), step

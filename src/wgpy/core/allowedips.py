@@ -13,7 +13,9 @@ prefixes of every length. So each family also keeps a flattened index: the addre
 into disjoint ranges, each with the owner of its longest covering prefix, searched with
 bisect in C. A change marks the index stale (lookups fall back to probing) and it is rebuilt
 only after as many lookups as there are prefixes, which keeps the rebuild's O(n) cost
-amortized to O(1) per lookup however often the table changes.
+amortized to O(1) per lookup however often the table changes. In front of both sits a small
+cache of recent answers by address (traffic goes to few destinations at a time), emptied by
+any change to the table and when it fills.
 
 Order of `entries_for_peer`, as the references keep it (wireguard-go's per-peer list, the
 kernel's list_move_tail): a prefix goes to the end of its owner's list whenever it is
@@ -37,6 +39,8 @@ def _masks(bits: int) -> list[int]:
 
 _MASKS = {4: _masks(32), 6: _masks(128)}
 _bisect_right = bisect.bisect_right
+CACHE_SIZE = 4096
+_NOT_CACHED = object()
 
 
 class _Family(Generic[P]):
@@ -138,6 +142,7 @@ class AllowedIPs(Generic[P]):
         self._v6: _Family[P] = _Family(6)
         # peer -> its prefixes as (version, network int, length), in the reference's order
         self._by_peer: dict[P, dict[tuple[int, int, int], None]] = {}
+        self._cache: dict[bytes, P | None] = {}
 
     def _family(self, version: int) -> _Family[P]:
         return self._v4 if version == 4 else self._v6
@@ -155,6 +160,7 @@ class AllowedIPs(Generic[P]):
         key = self._key(network)
         version, value, length = key
         family = self._family(version)
+        self._cache.clear()
         previous = family.get(value, length)
         if previous is not None:
             self._by_peer[previous].pop(key, None)
@@ -168,23 +174,34 @@ class AllowedIPs(Generic[P]):
         family = self._family(version)
         if family.get(value, length) is not peer:
             return False
+        self._cache.clear()
         family.delete(value, length)
         del self._by_peer[peer][key]
         return True
 
     def remove_by_peer(self, peer: P) -> None:
+        self._cache.clear()
         for version, value, length in self._by_peer.pop(peer, {}):
             self._family(version).delete(value, length)
 
     def lookup(self, address: bytes) -> P | None:
         """The peer for a packed IPv4 (4 bytes) or IPv6 (16 bytes) address. Hot path: the
-        common case (a fresh index) is inlined here."""
+        cache, then the common case (a fresh index) inlined here."""
+        cache = self._cache
+        peer = cache.get(address, _NOT_CACHED)
+        if peer is not _NOT_CACHED:
+            return peer  # type: ignore[return-value]
         family = self._v4 if len(address) == 4 else self._v6
         value = int.from_bytes(address, "big")
         starts = family.index_starts
         if starts is not None:
-            return family.index_owners[_bisect_right(starts, value) - 1]
-        return family.lookup(value)
+            peer = family.index_owners[_bisect_right(starts, value) - 1]
+        else:
+            peer = family.lookup(value)
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[address] = peer
+        return peer
 
     def entries_for_peer(self, peer: P) -> list[Network]:
         result: list[Network] = []
@@ -204,6 +221,7 @@ class AllowedIPs(Generic[P]):
         self._v4 = _Family(4)
         self._v6 = _Family(6)
         self._by_peer.clear()
+        self._cache.clear()
 
     def __len__(self) -> int:
         return sum(len(prefixes) for prefixes in self._by_peer.values())
