@@ -104,6 +104,9 @@ class Device:
         self.drops = new_counters()
         # Like a wireguard-go device that is down: nothing is sent and no timer runs.
         self.running = True
+        # Whether the last datagram given to `decrypt` authenticated its sender (so the I/O
+        # layer may keep the local address it arrived on for replies: sticky source).
+        self.source_authenticated = False
         # Under load: more than this many handshake messages within one second.
         self.under_load_threshold = UNDER_LOAD_QUEUE_LENGTH
         self._load_window_start = float("-inf")
@@ -303,6 +306,7 @@ class Device:
 
     def decrypt(self, datagram: bytes, source: Endpoint, now: float) -> bytes | None:
         """A datagram from the network; returns an IP packet to deliver, or None."""
+        self.source_authenticated = False
         size = len(datagram)
         if size < 4:
             self.drops[Drop.BAD_LENGTH] += 1
@@ -351,6 +355,7 @@ class Device:
             return None
 
         peer: Peer = keypair.peer  # type: ignore[assignment]
+        self.source_authenticated = True
         if peer.endpoint != source:
             peer.endpoint = source
         keypairs = peer.keypairs
@@ -465,6 +470,7 @@ class Device:
             self.drops[rejected.reason] += 1
             return
         peer.endpoint = source
+        self.source_authenticated = True
         peer.rx_bytes += len(message)
         self._authenticated_packet(peer, now, Timer.NEW_HANDSHAKE)
         self._send_response(peer, now)
@@ -499,6 +505,7 @@ class Device:
             self.drops[Drop.HANDSHAKE_FAILED] += 1
             return
         peer.endpoint = source
+        self.source_authenticated = True
         peer.rx_bytes += len(message)
         self._authenticated_packet(peer, now, Timer.NEW_HANDSHAKE)
         self._begin_session(peer, now)

@@ -52,6 +52,7 @@ class Tunnel:
         self._epoll.register(self._wake, select.EPOLLIN)
         self.tun_write_errors = 0
         self.udp_send_errors = 0
+        self.internal_errors = 0
         self._bind(0)
 
     # ------------------------------------------------------------------ DeviceHost
@@ -130,12 +131,18 @@ class Tunnel:
                 now = time.monotonic()
                 udp = self.udp
                 for fd, _ in events:
-                    if fd == self.tun.fd:
-                        self._drain_tun(now)
-                    elif udp is not None and fd == udp.fileno():
-                        self._drain_udp(udp, now)
-                    elif fd == self._wake:
-                        self._run_calls()
+                    try:
+                        if fd == self.tun.fd:
+                            self._drain_tun(now)
+                        elif udp is not None and fd == udp.fileno():
+                            self._drain_udp(udp, now)
+                        elif fd == self._wake:
+                            self._run_calls()
+                    except InterfaceGone:
+                        raise
+                    except Exception:  # a bug must cost a batch, not the interface
+                        self.internal_errors += 1
+                        log.exception("internal error in the data loop; batch dropped")
                 deadline = self.device.next_deadline()
                 if deadline is not None and deadline <= now:
                     self.device.tick(now)
@@ -194,7 +201,7 @@ class Tunnel:
                 continue
             if result is None:
                 break
-            data, segment, address = result
+            data, segment, address, pktinfo = result
             if not self.device.running:
                 continue  # interface down: nothing is received
             source = normalize(address)
@@ -207,6 +214,8 @@ class Tunnel:
                 packet = decrypt(datagram, source, now)
                 if packet is not None:
                     deliver(packet)
+            if pktinfo is not None and self.device.source_authenticated:
+                udp.remember_source(source, pktinfo)
         if packets:
             failures = self.tun.write_batch(packets)
             if failures:

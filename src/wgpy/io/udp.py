@@ -2,6 +2,14 @@
 
 Endpoints inside wgpy are `(ip_text, port)` with IPv4-mapped IPv6 unmapped, so the core and
 `wg show` see `192.0.2.1:51820`, not `[::ffff:192.0.2.1]:51820`.
+
+Sticky source address, as the kernel module and wireguard-go keep it: every datagram arrives
+with its destination address (IP_PKTINFO / IPV6_PKTINFO), and once a datagram from an endpoint
+has authenticated, replies to that endpoint leave from the address it was sent to. On a host
+with several addresses the kernel would otherwise pick the route's preferred source, and a
+peer behind NAT or a stateful firewall would drop replies from an address it never contacted.
+If that address goes away, the send fails (EINVAL, ENETUNREACH); the source is forgotten and
+the kernel picks one again.
 """
 
 import errno
@@ -20,10 +28,21 @@ GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65000
 _SEGMENT_SIZE = struct.Struct("H")
 _GRO_SIZE = struct.Struct("i")
+IP_PKTINFO = 8
+IPV6_RECVPKTINFO = 49
+IPV6_PKTINFO = 50
+_IN_PKTINFO = struct.Struct("=i4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
+_IN6_PKTINFO = struct.Struct("=16si")  # ipi6_addr, ipi6_ifindex
+_LINK_LOCAL = b"\xfe\x80"
 # SO_MARK is a u32; Python's int setsockopt passes a C int, which stops at 2**31 - 1.
 _MARK = struct.Struct("=I")
 RECEIVE_BUFFER_BYTES = 65536
-_GRO_ANCILLARY = socket.CMSG_SPACE(_GRO_SIZE.size)
+_ANCILLARY = socket.CMSG_SPACE(_GRO_SIZE.size) + socket.CMSG_SPACE(_IN6_PKTINFO.size)
+# A control message as recvmsg returns it and sendmsg takes it: (level, type, data).
+ControlMessage = tuple[int, int, bytes]
+# How a send from a source address that is no longer ours fails (IPv6: EINVAL; IPv4, routed
+# by source: ENETUNREACH).
+_SOURCE_GONE = (errno.EINVAL, errno.EADDRNOTAVAIL, errno.ENETUNREACH)
 # Socket buffers sized for bursts of full-size datagrams (SO_*BUFFORCE needs CAP_NET_ADMIN).
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 SO_RCVBUFFORCE = 33
@@ -57,6 +76,12 @@ def _open(port: int, fwmark: int) -> socket.socket:
                 sock.setsockopt(socket.SOL_SOCKET, fallback, SOCKET_BUFFER_BYTES)
         if fwmark:
             sock.setsockopt(socket.SOL_SOCKET, SO_MARK, _MARK.pack(fwmark))
+        # On the dual-stack socket IPV6_PKTINFO covers IPv4 too (as ::ffff:a.b.c.d), both
+        # ways; asking for IP_PKTINFO as well would make every IPv4 datagram carry both.
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         sock.bind(bind_address)
         sock.setblocking(False)
     except BaseException:
@@ -73,6 +98,8 @@ class UdpSocket:
         self.fwmark = fwmark
         self.dual_stack = self.sock.family == socket.AF_INET6
         self._addresses: dict[Endpoint, tuple] = {}
+        # endpoint -> (the PKTINFO it last authenticated with, the control message to send with)
+        self._sources: dict[Endpoint, tuple[ControlMessage, ControlMessage]] = {}
         self.gso = True
         try:
             self.sock.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
@@ -103,6 +130,48 @@ class UdpSocket:
             self._addresses[endpoint] = address
         return address
 
+    def remember_source(self, endpoint: Endpoint, pktinfo: ControlMessage) -> None:
+        """Reply to `endpoint` from the local address of `pktinfo` (a datagram from it has
+        just authenticated)."""
+        known = self._sources.get(endpoint)
+        if known is not None and known[0] == pktinfo:
+            return
+        level, kind, data = pktinfo
+        if kind == IP_PKTINFO and len(data) >= _IN_PKTINFO.size:
+            _, _, local = _IN_PKTINFO.unpack_from(data)
+            control = (level, kind, _IN_PKTINFO.pack(0, local, bytes(4)))
+        elif kind == IPV6_PKTINFO and len(data) >= _IN6_PKTINFO.size:
+            local, interface = _IN6_PKTINFO.unpack_from(data)
+            # Only a link-local source needs its interface; otherwise routing picks it.
+            scope = interface if local[:2] == _LINK_LOCAL else 0
+            control = (level, kind, _IN6_PKTINFO.pack(local, scope))
+        else:
+            return  # truncated: keep whatever source we had
+        if len(self._sources) > 65536:
+            self._sources.clear()
+        self._sources[endpoint] = (pktinfo, control)
+
+    def _send(self, data: bytes, endpoint: Endpoint, controls: list[ControlMessage]) -> None:
+        """One sendmsg, from the endpoint's sticky source if it has one."""
+        address = self.sockaddr(endpoint)
+        source = self._sources.get(endpoint)
+        if source is None:
+            if controls:
+                self.sock.sendmsg([data], controls, 0, address)
+            else:
+                self.sock.sendto(data, address)
+            return
+        try:
+            self.sock.sendmsg([data], [*controls, source[1]], 0, address)
+        except OSError as exc:
+            if exc.errno not in _SOURCE_GONE:
+                raise
+            # the address is gone (or no longer routes there): let the kernel choose again
+            del self._sources[endpoint]
+            log.info("source address for %s:%d no longer usable (%s); forgetting it",
+                     endpoint[0], endpoint[1], exc)
+            self._send(data, endpoint, controls)
+
     def send_batch(self, batch: list[tuple[Endpoint, bytes]]) -> int:
         """Send datagrams, coalescing runs to one endpoint into UDP GSO sends.
 
@@ -113,7 +182,7 @@ class UdpSocket:
         if count == 1:  # a quiet tunnel's case, kept short: every line is a cold one there
             endpoint, datagram = batch[0]
             try:
-                self.sock.sendto(datagram, self.sockaddr(endpoint))
+                self._send(datagram, endpoint, [])
             except OSError as exc:
                 log.debug("UDP send to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
                 return 1
@@ -135,7 +204,7 @@ class UdpSocket:
                         break
             try:
                 if end - start == 1:
-                    self.sock.sendto(first, self.sockaddr(endpoint))
+                    self._send(first, endpoint, [])
                 else:
                     self._send_segments(endpoint, [d for _, d in batch[start:end]], size)
             except OSError as exc:
@@ -145,42 +214,42 @@ class UdpSocket:
         return errors
 
     def _send_segments(self, endpoint: Endpoint, datagrams: list[bytes], size: int) -> None:
-        address = self.sockaddr(endpoint)
         try:
-            self.sock.sendmsg(
-                [b"".join(datagrams)],
-                [(socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))],
-                0,
-                address,
-            )
+            self._send(b"".join(datagrams),
+                       endpoint, [(socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))])
         except OSError as exc:
             if exc.errno in (errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EIO, errno.EINVAL):
                 if exc.errno != errno.EINVAL:
                     log.info("UDP GSO unavailable (%s); sending one datagram per call", exc)
                     self.gso = False
                 for datagram in datagrams:  # EINVAL: e.g. larger than the path MTU
-                    self.sock.sendto(datagram, address)
+                    self._send(datagram, endpoint, [])
             else:
                 raise
 
-    def receive(self) -> tuple[memoryview, int, tuple] | None:
-        """One receive: (data, segment size, sockaddr), or None when nothing is waiting.
+    def receive(self) -> tuple[memoryview, int, tuple, ControlMessage | None] | None:
+        """One receive: (data, segment size, sockaddr, pktinfo), or None when nothing waits.
 
         With GRO the data holds several datagrams of `segment size` each (the last may be
-        shorter); without, segment size is the whole length. The view is only valid until the
-        next call.
+        shorter); without, segment size is the whole length. `pktinfo` says which local
+        address the datagrams were sent to (for `remember_source`). The view is only valid
+        until the next call.
         """
         try:
             length, ancillary, _, address = self.sock.recvmsg_into(
-                [self._receive_buffer], _GRO_ANCILLARY
+                [self._receive_buffer], _ANCILLARY
             )
         except BlockingIOError:
             return None
-        if ancillary:  # UDP_GRO is the only control message we ask for
-            level, kind, data = ancillary[0]
-            if level == socket.SOL_UDP and kind == UDP_GRO:
-                return self._receive_view[:length], _GRO_SIZE.unpack_from(data)[0], address
-        return self._receive_view[:length], length, address
+        segment = length
+        pktinfo = None
+        for control in ancillary:
+            kind = control[1]
+            if kind == UDP_GRO and control[0] == socket.SOL_UDP:
+                segment = _GRO_SIZE.unpack_from(control[2])[0]
+            elif kind in (IPV6_PKTINFO, IP_PKTINFO):
+                pktinfo = control
+        return self._receive_view[:length], segment, address, pktinfo
 
     def waiting(self) -> bool:
         """Whether a datagram is queued: a zero-timeout poll, which (unlike a receive that
