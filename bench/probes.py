@@ -21,6 +21,7 @@ UDP_PAYLOAD = 1350
 UDP_COUNTERS = ("UdpInDatagrams", "Udp6InDatagrams", "UdpInErrors", "Udp6InErrors",
                 "UdpRcvbufErrors", "Udp6RcvbufErrors", "UdpSndbufErrors", "Udp6SndbufErrors")
 _RTT = re.compile(r"time=([0-9.]+) ms")
+_SKMEM_DROPS = re.compile(r"skmem:\([^)]*,d(\d+)\)")
 
 
 @contextlib.contextmanager
@@ -101,6 +102,14 @@ def udp_counters(ns: Namespace) -> dict[str, int]:
         if len(fields) >= 2 and fields[0] in counters:
             counters[fields[0]] = int(fields[1])
     return counters
+
+
+def socket_drops(ns: Namespace, port: int) -> int:
+    """Receive drops on the sockets bound to `port` (`ss -m`, skmem `d`): the daemon's own,
+    which the namespace-wide UDP counters mix with iperf3's. Counted in socket buffers: a UDP
+    GRO socket (wgpyd) drops whole coalesced bundles, one count each."""
+    output = ns.run("ss", "-H", "-u", "-a", "-n", "-m", f"sport = :{port}").stdout
+    return sum(int(drops) for drops in _SKMEM_DROPS.findall(output))
 
 
 def link_drops(ns: Namespace, iface: str) -> dict[str, int]:

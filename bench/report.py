@@ -10,6 +10,7 @@ METRICS = {
     "udp_mbps": "UDP Mbit/s",
     "udp_loss_pct": "UDP loss %",
     "udp_drop_pct": "rx drops %",
+    "daemon_rx_drops": "B daemon drops",
     "rtt_ms": "RTT ms",
     "cpu_a_s_per_gb": "CPU A s/GB",
     "cpu_b_s_per_gb": "CPU B s/GB",

@@ -27,11 +27,12 @@ from probes import (
     link_drops,
     median,
     ping_rtts,
+    socket_drops,
     udp_counters,
     wait_for_path,
 )
 from report import Config
-from testbed import TUNNEL, UNDERLAY, BenchError, Namespace, Testbed
+from testbed import LISTEN_PORTS, TUNNEL, UNDERLAY, BenchError, Namespace, Testbed
 
 CONFIGS = [
     Config("raw", "raw veth", None, None),
@@ -90,6 +91,7 @@ def measure(bed: Testbed, config: Config, args: argparse.Namespace) -> dict:
             cpu_before = [d.cpu_seconds() for d in daemons]
             udp_a, udp_b = udp_counters(bed.a), udp_counters(bed.b)
             link_a, link_b = link_drops(bed.a, links[0]), link_drops(bed.b, links[1])
+            daemon_drops_b = socket_drops(bed.b, LISTEN_PORTS[1]) if daemons else 0
             result = iperf3(bed.a, target, args.seconds, streams,
                             args.udp_rate if udp else None)
             result["cpu_seconds"] = [d.cpu_seconds() - before
@@ -98,6 +100,9 @@ def measure(bed: Testbed, config: Config, args: argparse.Namespace) -> dict:
             result["udp_counters_b"] = counter_delta(udp_b, udp_counters(bed.b))
             result["link_drops_a"] = counter_delta(link_a, link_drops(bed.a, links[0]))
             result["link_drops_b"] = counter_delta(link_b, link_drops(bed.b, links[1]))
+            if daemons:
+                result["daemon_socket_drops_b"] = (socket_drops(bed.b, LISTEN_PORTS[1])
+                                                   - daemon_drops_b)
             tests[name] = result
         tunnel_bytes = tunnel_rx_bytes(bed.b, daemons[1].iface) if daemons else None
     if tunnel_bytes is not None and tunnel_bytes < sum(test["bytes"] for test in tests.values()):
@@ -127,6 +132,9 @@ def metrics(rtts: list[float], tests: dict, has_daemons: bool) -> dict:
         "rtt_ms": median(rtts),
         "cpu_a_s_per_gb": None,
         "cpu_b_s_per_gb": None,
+        # receive drops on B's daemon socket alone, all three tests
+        "daemon_rx_drops": (sum(test["daemon_socket_drops_b"] for test in tests.values())
+                            if has_daemons else None),
     }
     if has_daemons and gigabytes:
         values["cpu_a_s_per_gb"] = sum(test["cpu_seconds"][0] for test in tcp) / gigabytes
