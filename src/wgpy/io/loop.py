@@ -5,6 +5,10 @@ with one clock read, so batching (and later GSO/GRO) is a change of the drain fu
 of the loop. Control requests (UAPI) run on the same thread through `call`, which keeps the core
 single-threaded without locks on the hot path.
 
+While packets trickle (within a second of the last one) the loop also wakes every few
+milliseconds to keep the packet path in the CPU caches (warm.py): on a VM that is what an
+idle ping's round trip is made of.
+
 Like wireguard-go, the UDP port is bound from the start (a random one until ListenPort is
 set), traffic flows only while the interface is up, and taking it down forgets every session.
 """
@@ -24,6 +28,7 @@ from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
 from wgpy.io.tun import InterfaceGone, Tun
 from wgpy.io.udp import Endpoint, UdpSocket, normalize
+from wgpy.io.warm import WARM_INTERVAL, WARM_WINDOW, Warmer, keep_warm_enabled
 
 log = logging.getLogger("wgpy.loop")
 T = TypeVar("T")
@@ -35,9 +40,12 @@ LINK_POLL_INTERVAL = 0.1
 class Tunnel:
     """A running WireGuard interface: TUN + UDP + core. Implements the UAPI DeviceHost."""
 
-    def __init__(self, tun: Tun, device: Device) -> None:
+    def __init__(self, tun: Tun, device: Device, *, keep_warm: bool | None = None) -> None:
         self.tun = tun
         self.device = device
+        if keep_warm is None:
+            keep_warm = keep_warm_enabled()
+        self._warmer = Warmer() if keep_warm else None
         self.udp: UdpSocket | None = None
         self._fwmark = 0
         self._up = False
@@ -119,6 +127,8 @@ class Tunnel:
         """Serve until stop() or until the interface is deleted."""
         self._thread_id = threading.get_ident()
         next_link_check = 0.0
+        last_traffic = -WARM_WINDOW
+        warmer = self._warmer
         try:
             while not self._stopping:
                 now = time.monotonic()
@@ -127,14 +137,21 @@ class Tunnel:
                     next_link_check = now + LINK_POLL_INTERVAL
                 deadline = self.device.next_deadline()
                 wake_at = next_link_check if deadline is None else min(deadline, next_link_check)
+                warming = warmer is not None and now - last_traffic < WARM_WINDOW
+                if warming:
+                    wake_at = min(wake_at, now + WARM_INTERVAL)
                 events = self._epoll.poll(max(0.0, wake_at - now))
                 now = time.monotonic()
                 udp = self.udp
+                if not events and warming:
+                    self._keep_warm()
                 for fd, _ in events:
                     try:
                         if fd == self.tun.fd:
+                            last_traffic = now
                             self._drain_tun(now)
                         elif udp is not None and fd == udp.fileno():
+                            last_traffic = now
                             self._drain_udp(udp, now)
                         elif fd == self._wake:
                             self._run_calls()
@@ -151,6 +168,14 @@ class Tunnel:
             log.info("interface %s was deleted; shutting down", self.tun.name)
         finally:
             self._finish()
+
+    def _keep_warm(self) -> None:
+        """Between the packets of a live tunnel: run the path's costly pieces (see warm.py)."""
+        assert self._warmer is not None
+        self._warmer.touch()
+        self.tun.waiting()
+        if self.udp is not None:
+            self.udp.waiting()
 
     def _finish(self) -> None:
         with self._calls_lock:
