@@ -54,7 +54,7 @@ def clamp_private_key(key: bytes) -> bytes:
 
 def public_key(private_key: bytes) -> bytes:
     """The X25519 public key of a private key (clamping happens inside X25519)."""
-    return X25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes_raw()
+    return public_bytes(load_private_key(private_key))
 
 
 def load_private_key(private_key: bytes) -> X25519PrivateKey:
