@@ -96,6 +96,27 @@ def test_replayed_transport_packet_is_dropped_and_state_kept():
     assert pair.b.delivered[-1].endswith(b"after")
 
 
+def test_only_an_authenticated_datagram_vouches_for_its_source():
+    """`source_authenticated` (what lets the I/O layer keep the local address for replies) is
+    set by a datagram that authenticated, and by nothing forged, replayed or malformed."""
+    pair = Pair()
+    pair.handshake()
+    pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address, b"real"))
+    (_, _, datagram), = pair.wire
+    device = pair.b.device
+    elsewhere = ("198.51.100.9", 4444)
+    forged = bytearray(datagram)
+    forged[-1] ^= 1
+    for bad in (bytes(forged), b"\x04\x00\x00", b"\x09" + bytes(40)):
+        device.decrypt(bad, elsewhere, pair.now)
+        assert not device.source_authenticated
+    assert device.decrypt(datagram, pair.a.endpoint, pair.now) is not None
+    assert device.source_authenticated
+    device.decrypt(datagram, elsewhere, pair.now)  # replayed from elsewhere
+    assert not device.source_authenticated
+    assert pair.b.peer.endpoint == pair.a.endpoint
+
+
 def test_source_outside_allowed_ips_is_dropped():
     pair = Pair()
     pair.handshake()
