@@ -7,12 +7,11 @@ broken replies, and byte-identical `set` requests for the same command line or f
 import base64
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from wgpy.cli.show import FIELDS
+from wgpy.cli.show import FIELDS, wall_clock_seconds
 
 from clilab import FakeUapi, Result, run_wg, run_wgpy
 
@@ -56,18 +55,21 @@ def busy_device(now: int) -> str:
 
 
 def same_output(args: list[str], env: dict | None = None) -> tuple[Result, Result]:
-    """Run both; times in the output are relative to the clock, so a second boundary
-    crossed between the runs is retried."""
-    for _ in range(3):
-        wg, wgpy = run_wg(*args, env=env), run_wgpy(*args, env=env)
-        if (wg.returncode, wg.stdout, wg.stderr) == (wgpy.returncode, wgpy.stdout, wgpy.stderr):
-            break
-    return wg, wgpy
+    """wgpy run between two runs of wg. Times in the output are relative to the clock, so
+    when the two wg runs disagree a second boundary fell inside the bracket and it is run
+    again; when they agree, wgpy (reading the same clock in between) must match them."""
+    for _ in range(5):
+        before = run_wg(*args, env=env)
+        wgpy = run_wgpy(*args, env=env)
+        after = run_wg(*args, env=env)
+        if before == after:
+            return before, wgpy
+    pytest.fail(f"wg {args} never gave the same output twice in a row")
 
 
 @pytest.fixture
 def busy(root_netns):
-    with FakeUapi(busy_device(int(time.time()))) as fake:
+    with FakeUapi(busy_device(wall_clock_seconds())) as fake:
         yield fake
 
 

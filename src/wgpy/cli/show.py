@@ -49,8 +49,17 @@ def pretty_time(seconds: int, c: _Painter) -> str:
     return ", ".join(parts)
 
 
+_CLOCK_REALTIME_COARSE = 5  # <linux/time.h>; the time module does not name it
+
+
+def wall_clock_seconds() -> int:
+    """The clock wg's time(NULL) reads (glibc's vDSO: the coarse realtime clock, up to a tick
+    behind the precise one), so "Now" and "N seconds ago" flip at the same instant as wg's."""
+    return int(time.clock_gettime(_CLOCK_REALTIME_COARSE))
+
+
 def ago(seconds_since_epoch: int, c: _Painter, now: int | None = None) -> str:
-    now = int(time.time()) if now is None else now
+    now = wall_clock_seconds() if now is None else now
     if now == seconds_since_epoch:
         return "Now"
     if now < seconds_since_epoch:
