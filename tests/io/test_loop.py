@@ -1,35 +1,36 @@
-"""The data loop survives its own bugs: an exception handling one batch is logged and counted,
-and the interface keeps serving."""
+"""The data loop: it survives its own bugs (an exception handling one batch is logged and
+counted, and the interface keeps serving), and it answers a handshake it may not trust yet (a
+cookie reply under load) from the address the handshake was sent to."""
 
+import contextlib
 import os
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from wgpy.core.constants import MESSAGE_HANDSHAKE_COOKIE
+from wgpy.core.crypto import public_key
 from wgpy.core.device import Device
+from wgpy.core.drops import Drop
+from wgpy.core.keys import generate_private_key
 from wgpy.io.loop import Tunnel
 from wgpy.io.tun import Tun
+
+from inmemory import ipv4_packet
 
 pytestmark = pytest.mark.root
 
 
-def test_an_exception_in_a_batch_is_counted_and_the_loop_goes_on(root_netns):
+@contextlib.contextmanager
+def running(device: Device) -> Iterator[Tunnel]:
+    """A Tunnel on a fresh TUN, its loop in a thread, the interface up."""
     name = f"wgpyl{os.getpid() % 100000}"
     tun = Tun(name, mtu=1420)
-    tunnel = Tunnel(tun, Device())
-    seen: list[bytes] = []
-    real_decrypt = tunnel.device.decrypt
-
-    def flaky_decrypt(datagram, source, now):
-        seen.append(bytes(datagram))
-        if len(seen) == 1:
-            raise RuntimeError("a bug in the core")
-        return real_decrypt(datagram, source, now)
-
-    tunnel.device.decrypt = flaky_decrypt  # type: ignore[method-assign]
+    tunnel = Tunnel(tun, device)
     thread = threading.Thread(target=tunnel.run)
     try:
         subprocess.run(["ip", "link", "set", name, "up"], check=True)
@@ -37,6 +38,27 @@ def test_an_exception_in_a_batch_is_counted_and_the_loop_goes_on(root_netns):
         deadline = time.monotonic() + 5
         while not tunnel.device.running and time.monotonic() < deadline:
             time.sleep(0.05)  # the loop notices the link is up
+        yield tunnel
+    finally:
+        tunnel.stop()
+        thread.join(timeout=5)
+        tun.close()
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def test_an_exception_in_a_batch_is_counted_and_the_loop_goes_on(root_netns):
+    device = Device()
+    seen: list[bytes] = []
+    real_decrypt = device.decrypt
+
+    def flaky_decrypt(datagram, source, now):
+        seen.append(bytes(datagram))
+        if len(seen) == 1:
+            raise RuntimeError("a bug in the core")
+        return real_decrypt(datagram, source, now)
+
+    device.decrypt = flaky_decrypt  # type: ignore[method-assign]
+    with running(device) as tunnel:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
             for payload in (b"\x09first", b"\x09second"):
                 sender.sendto(payload, ("127.0.0.1", tunnel.listen_port()))
@@ -44,8 +66,34 @@ def test_an_exception_in_a_batch_is_counted_and_the_loop_goes_on(root_netns):
         assert seen == [b"\x09first", b"\x09second"]
         assert tunnel.internal_errors == 1
         assert tunnel.device.drops["bad_type"] == 1  # the second went through the real core
-    finally:
-        tunnel.stop()
-        thread.join(timeout=5)
-        tun.close()
-        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def test_cookie_reply_leaves_from_the_address_the_initiation_was_sent_to(root_netns):
+    """127.0.0.0/8 is all local: an initiation sent to 127.0.0.2 from 127.0.0.1 must be
+    answered from 127.0.0.2 (the kernel would pick 127.0.0.1), and since it did not
+    authenticate, nothing else we send to that endpoint sticks to 127.0.0.2."""
+    server_key, client_key = generate_private_key(os.urandom), generate_private_key(os.urandom)
+    server = Device(server_key)
+    server.add_peer(public_key(client_key))
+    server.under_load_threshold = 0  # every handshake finds us under load
+    with running(server) as tunnel, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(3)
+        port = tunnel.listen_port()
+        client = Device(client_key)
+        peer = client.add_peer(public_key(server_key))
+        client.allowed_ips.insert("10.0.0.0/8", peer)
+        peer.endpoint = ("127.0.0.2", port)
+        assert client.encrypt(ipv4_packet("10.0.0.1", "10.0.0.2"), 0.0) is None  # staged
+        [(_, initiation)] = client.take_outbox()
+
+        sock.sendto(initiation, ("127.0.0.2", port))
+        reply, sender = sock.recvfrom(2048)
+        assert reply[0] == MESSAGE_HANDSHAKE_COOKIE and sender == ("127.0.0.2", port)
+        assert client.decrypt(reply, ("127.0.0.2", port), 0.0) is None
+        assert client.drops[Drop.BAD_COOKIE_REPLY] == 0
+        assert server.drops[Drop.COOKIE_NEEDED] == 1
+
+        assert tunnel.udp is not None
+        tunnel.udp.send_batch([(("127.0.0.1", sock.getsockname()[1]), b"later")])
+        assert sock.recvfrom(100) == (b"later", ("127.0.0.1", port))

@@ -66,9 +66,12 @@ def test_replies_leave_from_the_remembered_source(udp):
 def test_truncated_pktinfo_is_ignored(udp):
     with client("127.0.0.1") as peer:
         endpoint = ("127.0.0.1", peer.getsockname()[1])
-        udp.remember_source(endpoint, (socket.IPPROTO_IPV6, IPV6_PKTINFO, b"\x00" * 7))
+        truncated = (socket.IPPROTO_IPV6, IPV6_PKTINFO, b"\x00" * 7)
+        udp.remember_source(endpoint, truncated)
         udp.send_batch([(endpoint, b"plain")])
         assert peer.recvfrom(100) == (b"plain", ("127.0.0.1", udp.port))
+        udp.reply_once(endpoint, b"once", truncated)
+        assert peer.recvfrom(100) == (b"once", ("127.0.0.1", udp.port))
 
 
 def test_gro_bundle_is_one_receive_with_its_segment_size(udp):

@@ -27,7 +27,7 @@ from typing import TypeVar
 from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
 from wgpy.io.tun import InterfaceGone, Tun
-from wgpy.io.udp import Endpoint, UdpSocket, normalize
+from wgpy.io.udp import ControlMessage, Endpoint, UdpSocket, normalize
 from wgpy.io.warm import WARM_INTERVAL, WARM_WINDOW, Warmer, keep_warm_enabled
 
 log = logging.getLogger("wgpy.loop")
@@ -235,7 +235,9 @@ class Tunnel:
                 datagram = data[offset : offset + segment]
                 received += 1
                 if datagram[0] != MESSAGE_TRANSPORT_DATA:
-                    datagram = bytes(datagram)  # the control path may keep references
+                    # (a copy: the control path may keep references)
+                    self._receive_control(udp, bytes(datagram), source, pktinfo, now)
+                    continue
                 packet = decrypt(datagram, source, now)
                 if packet is not None:
                     deliver(packet)
@@ -252,6 +254,26 @@ class Tunnel:
                 self._drain_tun(now)
                 return
         self._flush_outbox()
+
+    def _receive_control(
+        self, udp: UdpSocket, datagram: bytes, source: Endpoint, pktinfo: ControlMessage | None,
+        now: float,
+    ) -> None:
+        """A handshake message, a cookie reply or garbage. What the core answers to one that
+        did not authenticate (a cookie reply, under load) leaves at once from the address it
+        was sent to, as wireguard-go's does, without that address sticking to the sender."""
+        outbox = self.device.outbox
+        queued = len(outbox)
+        self.device.decrypt(datagram, source, now)
+        if pktinfo is None or self.device.source_authenticated or len(outbox) == queued:
+            return
+        for endpoint, reply in outbox[queued:]:
+            try:
+                udp.reply_once(endpoint, reply, pktinfo)
+            except OSError as exc:
+                self.udp_send_errors += 1
+                log.debug("reply to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
+        del outbox[queued:]
 
     def _flush_outbox(self) -> None:
         if not self.device.outbox:

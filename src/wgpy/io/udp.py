@@ -90,6 +90,21 @@ def _open(port: int, fwmark: int) -> socket.socket:
     return sock
 
 
+def _source_control(pktinfo: ControlMessage) -> ControlMessage | None:
+    """The control message that sends from the local address a received `pktinfo` names;
+    None when it is truncated."""
+    level, kind, data = pktinfo
+    if kind == IP_PKTINFO and len(data) >= _IN_PKTINFO.size:
+        _, _, local = _IN_PKTINFO.unpack_from(data)
+        return (level, kind, _IN_PKTINFO.pack(0, local, bytes(4)))
+    if kind == IPV6_PKTINFO and len(data) >= _IN6_PKTINFO.size:
+        local, interface = _IN6_PKTINFO.unpack_from(data)
+        # Only a link-local source needs its interface; otherwise routing picks it.
+        scope = interface if local[:2] == _LINK_LOCAL else 0
+        return (level, kind, _IN6_PKTINFO.pack(local, scope))
+    return None
+
+
 class UdpSocket:
     """The bound socket plus the endpoint -> sockaddr cache used on the send path."""
 
@@ -136,20 +151,27 @@ class UdpSocket:
         known = self._sources.get(endpoint)
         if known is not None and known[0] == pktinfo:
             return
-        level, kind, data = pktinfo
-        if kind == IP_PKTINFO and len(data) >= _IN_PKTINFO.size:
-            _, _, local = _IN_PKTINFO.unpack_from(data)
-            control = (level, kind, _IN_PKTINFO.pack(0, local, bytes(4)))
-        elif kind == IPV6_PKTINFO and len(data) >= _IN6_PKTINFO.size:
-            local, interface = _IN6_PKTINFO.unpack_from(data)
-            # Only a link-local source needs its interface; otherwise routing picks it.
-            scope = interface if local[:2] == _LINK_LOCAL else 0
-            control = (level, kind, _IN6_PKTINFO.pack(local, scope))
-        else:
+        control = _source_control(pktinfo)
+        if control is None:
             return  # truncated: keep whatever source we had
         if len(self._sources) > 65536:
             self._sources.clear()
         self._sources[endpoint] = (pktinfo, control)
+
+    def reply_once(self, endpoint: Endpoint, data: bytes, pktinfo: ControlMessage) -> None:
+        """Answer from the local address `pktinfo` names, remembering nothing: for a reply to
+        a datagram that did not authenticate (a cookie reply), which may not move our state
+        but should still come back from where the sender sent it, or its NAT drops it."""
+        address = self.sockaddr(endpoint)
+        control = _source_control(pktinfo)
+        if control is not None:
+            try:
+                self.sock.sendmsg([data], [control], 0, address)
+                return
+            except OSError as exc:
+                if exc.errno not in _SOURCE_GONE:
+                    raise
+        self.sock.sendto(data, address)
 
     def _send(self, data: bytes, endpoint: Endpoint, controls: list[ControlMessage]) -> None:
         """One sendmsg, from the endpoint's sticky source if it has one."""
