@@ -179,11 +179,12 @@ def start_wireguard_go(ns: Namespace, iface: str) -> contextlib.AbstractContextM
 
 
 def start_wgpyd(
-    ns: Namespace, iface: str, log_level: str = "error"
+    ns: Namespace, iface: str, log_level: str = "error", env: dict[str, str] | None = None
 ) -> contextlib.AbstractContextManager:
-    """wgpyd in the foreground inside `ns`, from this checkout's Python."""
-    env = dict(os.environ, LOG_LEVEL=log_level)
-    return _daemon(ns, iface, [sys.executable, "-m", "wgpy.daemon", "-f", iface], env)
+    """wgpyd in the foreground inside `ns`, from this checkout's Python (`env` added to
+    ours)."""
+    environment = dict(os.environ, LOG_LEVEL=log_level, **(env or {}))
+    return _daemon(ns, iface, [sys.executable, "-m", "wgpy.daemon", "-f", iface], environment)
 
 
 def socket_in_namespace(ns: Namespace, family: int, kind: int) -> socket.socket:

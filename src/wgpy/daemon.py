@@ -18,6 +18,7 @@ from wgpy import __version__
 from wgpy.core.constants import DEFAULT_MTU
 from wgpy.core.device import Device
 from wgpy.io.loop import Tunnel
+from wgpy.io.offload import offloads_enabled
 from wgpy.io.tun import Tun
 from wgpy.uapi.server import UapiServer
 
@@ -52,9 +53,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _start(iface: str, socket_dir: str) -> tuple[Tunnel, UapiServer]:
-    tun = Tun(iface, mtu=DEFAULT_MTU)
+    offload = offloads_enabled()
+    tun = Tun(iface, mtu=DEFAULT_MTU, vnet_hdr=offload)
+    log.info("TUN %s created (vnet header %s)", tun.name, "on" if tun.vnet_hdr else "off")
     device = Device(wall_offset=time.time() - time.monotonic(), mtu=DEFAULT_MTU)
-    tunnel = Tunnel(tun, device)
+    tunnel = Tunnel(tun, device, udp_offload=offload)
     server = UapiServer(tun.name, tunnel, socket_dir=socket_dir, on_socket_lost=tunnel.stop)
     try:
         server.start()

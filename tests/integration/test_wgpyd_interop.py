@@ -51,6 +51,36 @@ def test_iperf3_tcp_transfer(wireguard_go, pairing):
         assert int(rx) > received
 
 
+IFF_VNET_HDR = 0x4000
+
+
+def tun_flags(host) -> int:
+    return int(host.ns.run("cat", f"/sys/class/net/{host.iface}/tun_flags").stdout, 16)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["to-plain", "from-plain"])
+def test_tcp_between_offloading_and_plain_wgpyd(wireguard_go, reverse):
+    """B runs with WGPY_OFFLOAD=0 (no vnet header, no UDP GSO/GRO): A's GSO batches reach a
+    socket without GRO, A's GRO meets one datagram per send, and TCP flows either way."""
+    with tunnel_lab("wgpyd", "wgpyd-no-offload") as lab:
+        assert tun_flags(lab.a) & IFF_VNET_HDR and not tun_flags(lab.b) & IFF_VNET_HDR
+        server = lab.b.ns.popen("iperf3", "-s", "-1", "-B", lab.b.tunnel4,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.4)
+            args = ["iperf3", "-c", lab.b.tunnel4, "-t", "2", "-J"]
+            result = lab.a.ns.run(*args, *(["-R"] if reverse else []), timeout=60)
+            report = json.loads(result.stdout)
+            assert report["end"]["sum_received"]["bytes"] > 5_000_000
+        finally:
+            server.wait(timeout=10)
+        lab.ping(lab.b, lab.a.tunnel6)
+        for host in (lab.a, lab.b):
+            drops = host.drops()
+            assert drops["decrypt_failed"] == drops["bad_length"] == 0, drops
+            assert drops["bad_inner_packet"] == 0, drops
+
+
 @pytest.mark.parametrize("pairing", PAIRINGS[:2], ids=ids)
 def test_roaming_endpoint_follows_a_nat_rebinding(wireguard_go, pairing):
     """B learned A's endpoint; A's NAT mapping changes (new address and port, as nftables

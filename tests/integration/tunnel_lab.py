@@ -5,6 +5,7 @@ fd10:N::x/64 on the WireGuard interfaces. Host 1 is "a", host 2 is "b".
 """
 
 import contextlib
+import functools
 import itertools
 import os
 import tempfile
@@ -88,7 +89,11 @@ def tunnel_lab(kind_a: str, kind_b: str, *, endpoint_on_a: str = "4",
     n = next(_counter)
     net = 100 + (os.getpid() + n) % 100
     tag = f"{os.getpid() % 10000}{n}"
-    starters = {"wgpyd": start_wgpyd, "wireguard-go": start_wireguard_go}
+    starters = {
+        "wgpyd": start_wgpyd,
+        "wgpyd-no-offload": functools.partial(start_wgpyd, env={"WGPY_OFFLOAD": "0"}),
+        "wireguard-go": start_wireguard_go,
+    }
     with (
         Namespace(f"wgpyt-a{tag}") as ns_a,
         Namespace(f"wgpyt-b{tag}") as ns_b,

@@ -4,12 +4,14 @@
 would not pick itself for a reply to 127.0.0.1: the sticky source must be what makes it.
 """
 
+import errno
+import os
 import socket
 import time
 
 import pytest
 
-from wgpy.io.udp import IPV6_PKTINFO, UdpSocket
+from wgpy.io.udp import IPV6_PKTINFO, UDP_SEGMENT, UdpSocket, gso_supported
 
 
 def wait_receive(udp: UdpSocket, timeout: float = 2.0):
@@ -85,3 +87,58 @@ def test_gro_bundle_is_one_receive_with_its_segment_size(udp):
         data, segment, _, _ = wait_receive(udp)
         received += [bytes(data[i:i + segment]) for i in range(0, len(data), segment)]
     assert received == [bytes([i]) * 300 for i in range(4)]
+
+
+def test_without_offload_every_datagram_is_its_own_send_and_receive():
+    receiver, sender = UdpSocket(0, offload=False), UdpSocket(0, offload=False)
+    try:
+        assert not (receiver.gso or receiver.gro or sender.gso or sender.gro)
+        sender.send_batch([(("127.0.0.1", receiver.port), bytes([i]) * 300) for i in range(4)])
+        received = []
+        while len(received) < 4:
+            data, segment, _, _ = wait_receive(receiver)
+            assert segment == len(data) == 300
+            received.append(bytes(data))
+        assert received == [bytes([i]) * 300 for i in range(4)]
+    finally:
+        receiver.close()
+        sender.close()
+
+
+class KernelWithoutGso:
+    """A socket whose kernel refuses UDP_SEGMENT, as one without GSO (or whose route's device
+    cannot checksum) does: the option is unknown and a send carrying it fails."""
+
+    def __init__(self, sock: socket.socket, error: int) -> None:
+        self._sock, self._error = sock, error
+
+    def getsockopt(self, level: int, option: int, *args):
+        if (level, option) == (socket.SOL_UDP, UDP_SEGMENT):
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        return self._sock.getsockopt(level, option, *args)
+
+    def sendmsg(self, buffers, controls=(), flags=0, address=None):
+        if any(kind == UDP_SEGMENT for _, kind, _ in controls):
+            raise OSError(self._error, os.strerror(self._error))
+        return self._sock.sendmsg(buffers, controls, flags, address)
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+def test_gso_probe_says_no_on_a_kernel_without_udp_segment(udp):
+    assert gso_supported(udp.sock)
+    assert not gso_supported(KernelWithoutGso(udp.sock, errno.EIO))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("error", [errno.EIO, errno.EOPNOTSUPP, errno.EINVAL])
+def test_a_refused_gso_send_falls_back_to_one_send_per_datagram(udp, error):
+    """EIO/EOPNOTSUPP: GSO is off from then on; EINVAL (this batch only, e.g. too big for
+    the path) keeps it. Either way every datagram arrives, in order."""
+    with client("127.0.0.1") as peer:
+        endpoint = ("127.0.0.1", peer.getsockname()[1])
+        udp.sock = KernelWithoutGso(udp.sock, error)  # type: ignore[assignment]
+        batch = [(endpoint, bytes([i]) * 200) for i in range(5)]
+        assert udp.send_batch(batch) == 0
+        assert [peer.recvfrom(300)[0] for _ in range(5)] == [d for _, d in batch]
+        assert udp.gso == (error == errno.EINVAL)

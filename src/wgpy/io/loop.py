@@ -40,8 +40,10 @@ LINK_POLL_INTERVAL = 0.1
 class Tunnel:
     """A running WireGuard interface: TUN + UDP + core. Implements the UAPI DeviceHost."""
 
-    def __init__(self, tun: Tun, device: Device, *, keep_warm: bool | None = None) -> None:
+    def __init__(self, tun: Tun, device: Device, *, keep_warm: bool | None = None,
+                 udp_offload: bool = True) -> None:
         self.tun = tun
+        self._udp_offload = udp_offload
         self.device = device
         if keep_warm is None:
             keep_warm = keep_warm_enabled()
@@ -105,13 +107,14 @@ class Tunnel:
             os.eventfd_write(self._wake, 1)
 
     def _bind(self, port: int) -> None:
-        new = UdpSocket(port, self._fwmark)
+        new = UdpSocket(port, self._fwmark, offload=self._udp_offload)
         if self.udp is not None:
             self._epoll.unregister(self.udp.fileno())
             self.udp.close()
         self.udp = new
         self._epoll.register(new.fileno(), select.EPOLLIN)
-        log.info("UDP bound to port %d", new.port)
+        log.info("UDP bound to port %d (GSO %s, GRO %s)", new.port,
+                 "on" if new.gso else "off", "on" if new.gro else "off")
 
     def _check_link(self) -> None:
         up = self.tun.is_up()

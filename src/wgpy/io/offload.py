@@ -15,8 +15,18 @@ packets into one flow unless they share the flow's addresses and ports, which Al
 already vouched for.
 """
 
+import os
 import struct
 from collections.abc import Iterable
+
+
+def offloads_enabled() -> bool:
+    """`WGPY_OFFLOAD=0` runs without any offload: plain TUN reads and writes (no vnet header),
+    one sendmsg and one recvmsg per datagram (no UDP GSO/GRO). For ruling offloads out when
+    something misbehaves, and for measuring what they are worth; each also falls back by
+    itself when the kernel lacks it."""
+    return os.environ.get("WGPY_OFFLOAD", "1") != "0"
+
 
 VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_off
 VNET_HDR_LEN = VNET_HDR.size

@@ -90,6 +90,16 @@ def _open(port: int, fwmark: int) -> socket.socket:
     return sock
 
 
+def gso_supported(sock: socket.socket) -> bool:
+    """Whether the kernel knows UDP_SEGMENT (Linux 4.18+), asked as wireguard-go asks."""
+    try:
+        sock.getsockopt(socket.SOL_UDP, UDP_SEGMENT)
+    except OSError as exc:
+        log.info("UDP GSO unavailable (%s); one datagram per send", exc)
+        return False
+    return True
+
+
 def _source_control(pktinfo: ControlMessage) -> ControlMessage | None:
     """The control message that sends from the local address a received `pktinfo` names;
     None when it is truncated."""
@@ -108,19 +118,24 @@ def _source_control(pktinfo: ControlMessage) -> ControlMessage | None:
 class UdpSocket:
     """The bound socket plus the endpoint -> sockaddr cache used on the send path."""
 
-    def __init__(self, port: int = 0, fwmark: int = 0) -> None:
+    def __init__(self, port: int = 0, fwmark: int = 0, *, offload: bool = True) -> None:
+        """`offload=False`: no UDP GSO sends and no GRO receives, one datagram per call."""
         self.sock = _open(port, fwmark)
         self.fwmark = fwmark
         self.dual_stack = self.sock.family == socket.AF_INET6
         self._addresses: dict[Endpoint, tuple] = {}
         # endpoint -> (the PKTINFO it last authenticated with, the control message to send with)
         self._sources: dict[Endpoint, tuple[ControlMessage, ControlMessage]] = {}
-        self.gso = True
-        try:
-            self.sock.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
-            self.gro = True
-        except OSError:
-            self.gro = False
+        # GSO: probed here (a kernel older than UDP_SEGMENT would ignore the control message
+        # and send one giant datagram), and turned off for good by a send the kernel refuses
+        self.gso = offload and gso_supported(self.sock)
+        self.gro = False
+        if offload:
+            try:
+                self.sock.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
+                self.gro = True
+            except OSError:
+                log.info("UDP GRO unavailable; one datagram per receive")
         self._waiting = select.poll()
         self._waiting.register(self.sock.fileno(), select.POLLIN)
         self._receive_buffer = bytearray(RECEIVE_BUFFER_BYTES)
