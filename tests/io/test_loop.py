@@ -64,7 +64,7 @@ def test_an_exception_in_a_batch_is_counted_and_the_loop_goes_on(root_netns):
                 sender.sendto(payload, ("127.0.0.1", tunnel.listen_port()))
                 time.sleep(0.2)
         assert seen == [b"\x09first", b"\x09second"]
-        assert tunnel.internal_errors == 1
+        assert tunnel.internal_errors == tunnel.io_drops()["internal_error"] == 1
         assert tunnel.device.drops["bad_type"] == 1  # the second went through the real core
 
 

@@ -23,6 +23,7 @@ class FakeHost:
         self.mark = 0
         self.clock = 100.0
         self.calls = 0
+        self.shell_drops = {"udp_send_failed": 0}
 
     def listen_port(self) -> int:
         return self.port
@@ -46,6 +47,9 @@ class FakeHost:
     def call(self, fn: Callable[[], T]) -> T:
         self.calls += 1
         return fn()
+
+    def io_drops(self) -> dict[str, int]:
+        return self.shell_drops
 
 
 @pytest.fixture

@@ -83,6 +83,7 @@ def test_round_trip_in_wireguard_go_order_and_formats(host):
     peer.rx_bytes, peer.tx_bytes = 1000, 2000
     text = format_get(host)
     drops = "".join(f"wgpy_drop_{reason}=0\n" for reason in host.device.drops)
+    drops += "wgpy_drop_udp_send_failed=0\n"
     assert text == (
         "private_key=f8" + "ff" * 30 + "7f\nlisten_port=51820\nfwmark=7\n" + drops
         + f"public_key={pub(1)}\npreshared_key={'ab' * 32}\nprotocol_version=1\n"
@@ -119,7 +120,9 @@ def test_zero_values_are_not_listed(host):
 
 def test_drop_counters_are_reported(host):
     host.device.drops["src_not_allowed"] = 412
+    host.shell_drops["udp_send_failed"] = 3
     assert state(host)["wgpy_drop_src_not_allowed"] == ["412"]
+    assert state(host)["wgpy_drop_udp_send_failed"] == ["3"]
 
 
 @pytest.mark.parametrize(("endpoint", "shown"), [

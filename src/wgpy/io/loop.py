@@ -73,6 +73,15 @@ class Tunnel:
     def listen_port(self) -> int:
         return self.udp.port if self.udp is not None else 0
 
+    def io_drops(self) -> dict[str, int]:
+        """What this shell lost outside the core, for `wgpy show --drops`."""
+        return {
+            "tun_bad_vnet_header": self.tun.malformed_reads,
+            "tun_write_failed": self.tun_write_errors,
+            "udp_send_failed": self.udp_send_errors,
+            "internal_error": self.internal_errors,
+        }
+
     def set_listen_port(self, port: int) -> None:
         """Rebind (port 0: a new random port); OSError, e.g. EADDRINUSE, leaves the old one."""
         if self.udp is None or port != self.udp.port:

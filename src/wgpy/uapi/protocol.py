@@ -20,8 +20,9 @@ Deliberate differences, each because the reference's behaviour can hurt a user:
   zero key is ignored, as in wireguard-go and the kernel); after `private_key=00…00`
   wireguard-go keeps X25519(0)'s public key instead, which the core does not remember.
 
-`get` also carries `wgpy_drop_<reason>=<count>` lines (the core's drop counters) after the
-interface keys and before the first peer; `wg` (ipc-uapi.h) skips keys it does not know.
+`get` also carries `wgpy_drop_<reason>=<count>` lines (the core's drop counters, then the I/O
+shell's) after the interface keys and before the first peer; `wg` (ipc-uapi.h) skips keys it
+does not know.
 """
 
 import contextlib
@@ -69,6 +70,7 @@ class DeviceHost(Protocol):
     def set_fwmark(self, mark: int) -> None: ...  # may raise OSError
     def now(self) -> float: ...  # monotonic seconds, the `now` the core expects
     def call(self, fn: Callable[[], T]) -> T: ...  # run fn on the data-plane thread
+    def io_drops(self) -> dict[str, int]: ...  # the shell's own counters, by reason
 
 
 class UapiError(Exception):
@@ -95,6 +97,7 @@ def format_get(host: DeviceHost) -> str:
     if mark:
         lines.append(f"fwmark={mark}")
     lines.extend(f"wgpy_drop_{reason}={count}" for reason, count in device.drops.items())
+    lines.extend(f"wgpy_drop_{reason}={count}" for reason, count in host.io_drops().items())
     for peer in device.peers.values():
         lines.append(f"public_key={peer.public_key.hex()}")
         lines.append(f"preshared_key={peer.preshared_key.hex()}")
