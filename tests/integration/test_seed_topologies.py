@@ -1,0 +1,174 @@
+"""The topologies the seed documents describe, built the way their readers build them: wg-quick
+files brought up with `wgpy-quick` (wgpyd) and, for the wireguard-go nodes, the real `wg-quick`.
+
+* Bounce server: two clients behind NATs (masquerading routers) that cannot reach each other,
+  each with one peer — the public relay — whose AllowedIPs is the whole VPN subnet, and a
+  PersistentKeepalive to hold its NAT mapping open. The relay learns each client's translated
+  endpoint from its packets, and forwards between them with the kernel's ip_forward.
+* Full mesh: three nodes, each a peer of the others, where AllowedIPs is the routing table: the
+  most specific prefix picks the peer, a wider one catches the rest.
+"""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from wgpy.core.crypto import public_key
+from wgpy.core.keys import generate_private_key, key_to_base64
+
+from netlab import Namespace, veth_pair
+
+pytestmark = pytest.mark.root
+
+TOOLS = {"wgpyd": "wgpy-quick", "wireguard-go": "wg-quick"}
+
+
+@dataclass
+class Node:
+    ns: Namespace
+    iface: str
+    implementation: str
+    private_key: str
+    public_key: str
+
+    def wg(self, *args: str) -> str:
+        return self.ns.run("wg", *args).stdout
+
+    def field(self, name: str) -> dict[str, str]:
+        """`wg show IFACE NAME` as {peer public key: value}."""
+        lines = self.wg("show", self.iface, name).strip().splitlines()
+        return dict(line.split("\t", 1) for line in lines)
+
+    def ping(self, address: str, count: int = 2) -> None:
+        self.ns.run("ping", "-c", str(count), "-i", "0.2", "-W", "3", address, timeout=30)
+
+
+def new_node(ns: Namespace, iface: str, implementation: str) -> Node:
+    key = generate_private_key(os.urandom)
+    return Node(ns, iface, implementation, key_to_base64(key), key_to_base64(public_key(key)))
+
+
+@contextmanager
+def quick_up(node: Node, directory: str, body: str) -> Iterator[None]:
+    """`wg-quick up` of /dir/IFACE.conf with the node's tool; `down` afterwards (deleting the
+    link also stops the daemon the tool started)."""
+    path = os.path.join(directory, f"{node.iface}.conf")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(f"[Interface]\nPrivateKey = {node.private_key}\n{body}")
+    tool = TOOLS[node.implementation]
+    env = dict(os.environ, WG_QUICK_USERSPACE_IMPLEMENTATION=node.implementation)
+    result = node.ns.run(tool, "up", path, env=env, check=False)
+    assert result.returncode == 0, f"{tool} up {node.iface}: {result.stderr}"
+    try:
+        yield
+    finally:
+        node.ns.run(tool, "down", path, env=env, check=False)
+        node.ns.run("ip", "link", "del", node.iface, check=False)
+
+
+def masquerade(router: Namespace, outside: str) -> None:
+    """The router forwards and source-NATs what leaves through `outside`, like a home router."""
+    router.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    router.run("nft", "-f", "-", input=(
+        "table ip nat {\n chain post {\n  type nat hook postrouting priority 100;\n"
+        f'  oifname "{outside}" masquerade\n }}\n}}\n'))
+
+
+@pytest.mark.parametrize("clients", [("wgpyd", "wireguard-go"), ("wireguard-go", "wgpyd")],
+                         ids=lambda c: "-and-".join(c))
+def test_bounce_server_relays_between_clients_behind_nats(wireguard_go, clients):
+    tag = f"{os.getpid() % 10000}"
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as files:
+        enter = stack.enter_context
+        hub_ns = enter(Namespace(f"wgpys-hub{tag}"))
+        hub = new_node(hub_ns, f"wsh{tag}", "wgpyd")
+        hub_ns.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        sides = []
+        for n, implementation in enumerate(clients, 1):
+            router = enter(Namespace(f"wgpys-r{n}{tag}"))
+            client_ns = enter(Namespace(f"wgpys-c{n}{tag}"))
+            # hub <-> router: the "internet"; router <-> client: the client's private LAN
+            veth_pair(hub_ns, f"wsu{n}h{tag}", f"10.203.{n}.1/24",
+                      router, f"wsu{n}r{tag}", f"10.203.{n}.2/24")
+            veth_pair(router, f"wsl{n}r{tag}", f"192.168.{60 + n}.1/24",
+                      client_ns, f"wsl{n}c{tag}", f"192.168.{60 + n}.2/24")
+            client_ns.run("ip", "route", "add", "default", "via", f"192.168.{60 + n}.1")
+            masquerade(router, f"wsu{n}r{tag}")
+            sides.append((new_node(client_ns, f"wsc{n}{tag}", implementation), n))
+
+        # The relay: every client is a peer with its own address; no endpoints (they roam).
+        hub_body = "Address = 10.90.0.1/24\nListenPort = 51820\n" + "".join(
+            f"\n[Peer]\nPublicKey = {client.public_key}\nAllowedIPs = 10.90.0.{n + 1}/32\n"
+            for client, n in sides)
+        enter(quick_up(hub, files, hub_body))
+        # Each client: the relay only, with the whole VPN subnet, and a keepalive.
+        for client, n in sides:
+            enter(quick_up(client, files, (
+                f"Address = 10.90.0.{n + 1}/32\n\n[Peer]\nPublicKey = {hub.public_key}\n"
+                f"Endpoint = 10.203.{n}.1:51820\nAllowedIPs = 10.90.0.0/24\n"
+                "PersistentKeepalive = 1\n")))
+
+        (first, _), (second, _) = sides
+        # The second client pings the first, which has sent nothing but keepalives: the relay
+        # knows where the first is only from them, through its NAT.
+        second.ping("10.90.0.2")
+        first.ping("10.90.0.3")
+        endpoints = hub.field("endpoints")
+        for client, n in sides:
+            host, _port = endpoints[client.public_key].rsplit(":", 1)
+            assert host == f"10.203.{n}.2", endpoints  # the router's address: translated
+        for client, _ in sides:
+            assert hub.field("latest-handshakes")[client.public_key] != "0"
+            # the client has one peer, the relay: everything reached it through the relay
+            assert list(client.field("endpoints")) == [hub.public_key]
+        assert hub.field("transfer")  # counters readable after the relayed traffic
+        drops = hub_ns.run("wgpy", "show", hub.iface, "--drops").stdout
+        counts = dict(line.split() for line in drops.splitlines())
+        assert counts["src_not_allowed"] == counts["no_key"] == "0", counts
+
+
+def test_full_mesh_routes_by_the_most_specific_allowed_ips(wireguard_go):
+    tag = f"{os.getpid() % 10000}"
+    implementations = ["wgpyd", "wgpyd", "wireguard-go"]
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as files:
+        switch = stack.enter_context(Namespace(f"wgpys-sw{tag}"))
+        switch.run("ip", "link", "add", "br0", "type", "bridge")
+        switch.run("ip", "link", "set", "br0", "up")
+        nodes = []
+        for n, implementation in enumerate(implementations, 1):
+            ns = stack.enter_context(Namespace(f"wgpys-m{n}{tag}"))
+            veth_pair(switch, f"wsb{n}{tag}", [], ns, f"wsm{n}{tag}", f"10.204.0.{n}/24")
+            switch.run("ip", "link", "set", f"wsb{n}{tag}", "master", "br0")
+            nodes.append(new_node(ns, f"wsn{n}{tag}", implementation))
+        for n, node in enumerate(nodes, 1):
+            body = f"Address = 10.91.0.{n}/24\nListenPort = {51830 + n}\n"
+            for m, other in enumerate(nodes, 1):
+                if other is node:
+                    continue
+                # node 1 gives node 3 the whole subnet (a catch-all, as for a bounce
+                # server); node 2's /32 is more specific and must still win for node 2
+                allowed = "10.91.0.0/24" if (n, m) == (1, 3) else f"10.91.0.{m}/32"
+                body += (f"\n[Peer]\nPublicKey = {other.public_key}\n"
+                         f"Endpoint = 10.204.0.{m}:{51830 + m}\nAllowedIPs = {allowed}\n")
+            stack.enter_context(quick_up(node, files, body))
+
+        for node in nodes:
+            for m, other in enumerate(nodes, 1):
+                if other is not node:
+                    node.ping(f"10.91.0.{m}", count=1)
+        first, second, third = nodes
+
+        def sent(peer: Node) -> int:
+            return int(first.field("transfer")[peer.public_key].split("\t")[1])
+
+        before = sent(second), sent(third)
+        first.ping("10.91.0.2", count=3)
+        after = sent(second), sent(third)
+        assert after[0] > before[0] and after[1] == before[1], (before, after)
+        for node in nodes:
+            handshakes = node.field("latest-handshakes")
+            assert len(handshakes) == 2 and "0" not in handshakes.values(), handshakes
