@@ -1,5 +1,6 @@
 """wgpyd against wireguard-go (and itself) in namespaces, driven by the real `wg` tool."""
 
+import errno
 import json
 import os
 import socket
@@ -7,6 +8,8 @@ import subprocess
 import time
 
 import pytest
+
+from wgpy.core.keys import key_to_base64
 
 from tunnel_lab import tunnel_lab
 
@@ -129,13 +132,41 @@ def test_inner_source_outside_allowed_ips_is_dropped_and_counted(wireguard_go):
         lab.ping(lab.b, lab.a.tunnel4)  # the allowed source still works
 
 
-def test_outbound_without_peer_reports_required_key_not_available(wireguard_go):
+CONNECT = """
+import socket, sys, time
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+with socket.socket(family, socket.SOCK_STREAM) as sock:
+    sock.settimeout(10)
+    start = time.monotonic()
+    try:
+        sock.connect((sys.argv[1], 80))
+    except OSError as exc:
+        print(exc.errno, time.monotonic() - start)
+"""
+
+
+def test_outbound_without_peer_is_answered_host_unreachable(wireguard_go):
+    """No peer for the destination (no_key), or a peer without an endpoint (no_endpoint): as
+    with the kernel module, the sender gets ICMP host/address unreachable at once — ping
+    says so and a TCP connect fails with EHOSTUNREACH instead of timing out."""
     with tunnel_lab("wgpyd", "wireguard-go") as lab:
-        lab.a.ns.run("ip", "route", "add", "10.250.0.0/24", "dev", lab.a.iface)
-        before = lab.a.drops()["no_key"]
-        result = lab.ping(lab.a, "10.250.0.1", count=1, check=False)
-        assert result.returncode != 0
-        assert lab.a.drops()["no_key"] >= before + 1
+        a = lab.a
+        a.ns.run("ip", "route", "add", "10.250.0.0/24", "dev", a.iface)
+        a.ns.run("ip", "route", "add", "fd50::/64", "dev", a.iface)
+        a.wg("set", a.iface, "peer", key_to_base64(bytes([7]) * 32),
+             "allowed-ips", "10.250.0.128/25")  # a peer without an endpoint
+        before = a.drops()
+        for target, words in (("10.250.0.1", "Destination Host Unreachable"),
+                              ("10.250.0.200", "Destination Host Unreachable"),
+                              ("fd50::1", "Address unreachable")):
+            result = lab.ping(a, target, count=1, check=False)
+            assert result.returncode != 0 and words in result.stdout, result.stdout
+            code, seconds = a.ns.run("python3", "-c", CONNECT, target).stdout.split()
+            assert int(code) == errno.EHOSTUNREACH and float(seconds) < 3, (target, code, seconds)
+        after = a.drops()
+        assert after["no_key"] >= before["no_key"] + 4
+        assert after["no_endpoint"] >= before["no_endpoint"] + 2
+        lab.ping(a, lab.b.tunnel4)  # a destination with a peer is unaffected
 
 
 @pytest.mark.parametrize("kind", ["wgpyd", "wireguard-go"])

@@ -7,6 +7,7 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
+from wgpy.core.inet import ones_complement_sum
 from wgpy.io.offload import (
     NO_OFFLOAD,
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
@@ -14,7 +15,6 @@ from wgpy.io.offload import (
     VIRTIO_NET_HDR_GSO_TCPV6,
     VNET_HDR,
     coalesce,
-    ones_complement_sum,
     strip_read,
 )
 

@@ -7,6 +7,8 @@ and the time; the core hands back what to deliver and what to send:
 * `decrypt(datagram, source, now)` returns the inner IP packet to deliver, or None;
 * everything else the protocol sends (handshakes, cookie replies, keepalives, packets that
   were waiting for a session) is appended to `outbox` as `(endpoint, datagram)`;
+* ICMP errors for packets no peer can take (see icmp.py) are appended to `tun_outbox`, to be
+  written back into the TUN;
 * `tick(now)` runs due timers; `next_deadline()` says when to call it next.
 
 Network input never raises: every rejected packet is counted in `drops` under a named reason.
@@ -46,6 +48,7 @@ from wgpy.core.constants import (
 from wgpy.core.cookie import CookieChecker
 from wgpy.core.crypto import aead_nonce
 from wgpy.core.drops import Drop, new_counters
+from wgpy.core.icmp import UnreachableReporter
 from wgpy.core.indextable import IndexTable
 from wgpy.core.keypair import Keypair
 from wgpy.core.messages import HANDSHAKE_SIZES, MESSAGE_TYPE, RESPONSE, TRANSPORT_HEADER
@@ -101,6 +104,8 @@ class Device:
         self.rate_limiter = RateLimiter()
         self.timers = TimerQueue()
         self.outbox: list[Datagram] = []
+        self.tun_outbox: list[bytes] = []
+        self._unreachable = UnreachableReporter()
         self.drops = new_counters()
         # Like a wireguard-go device that is down: nothing is sent and no timer runs.
         self.running = True
@@ -228,10 +233,12 @@ class Device:
         peer = self.allowed_ips.lookup(destination)
         if peer is None:
             self.drops[Drop.NO_KEY] += 1
+            self._report_unreachable(packet, now)
             return None
         endpoint = peer.endpoint
         if endpoint is None:
             self.drops[Drop.NO_ENDPOINT] += 1
+            self._report_unreachable(packet, now)
             return None
         keypair = peer.keypairs.current
         if (
@@ -247,6 +254,12 @@ class Device:
         datagram = self._seal(peer, keypair, packet, now)
         peer.tx_bytes += len(datagram)
         return endpoint, datagram
+
+    def _report_unreachable(self, packet: bytes, now: float) -> None:
+        """Tell the sender, as the kernel module does (wg_xmit's err_icmp)."""
+        error = self._unreachable.error_for(packet, now)
+        if error is not None:
+            self.tun_outbox.append(error)
 
     def _seal(self, peer: Peer, keypair: Keypair, packet: bytes, now: float) -> bytes:
         """Encrypt one packet (or a keepalive) under `keypair`, with the send-side timers."""
@@ -642,5 +655,10 @@ class Device:
     def take_outbox(self) -> list[Datagram]:
         """Everything queued for sending since the last call."""
         out, self.outbox = self.outbox, []
+        return out
+
+    def take_tun_outbox(self) -> list[bytes]:
+        """The packets for the TUN made since the last call (ICMP errors)."""
+        out, self.tun_outbox = self.tun_outbox, []
         return out
 

@@ -27,7 +27,7 @@ class Drop(StrEnum):
     BAD_INNER_PACKET = "bad_inner_packet"  # decrypted payload is not a sane IPv4/IPv6 packet
     SRC_NOT_ALLOWED = "src_not_allowed"  # inner source address outside the peer's AllowedIPs
     # Packets from the TUN
-    NO_KEY = "no_key"  # no peer's AllowedIPs holds the destination ("Required key not available")
+    NO_KEY = "no_key"  # no peer's AllowedIPs holds the destination (sender gets ICMP unreachable)
     NO_ENDPOINT = "no_endpoint"  # the peer has no known endpoint yet
     BAD_OUTBOUND_PACKET = "bad_outbound_packet"  # not an IPv4/IPv6 packet
     STAGED_OVERFLOW = "staged_overflow"  # waiting for a handshake and the queue was full

@@ -217,6 +217,8 @@ class Tunnel:
                 append(result)
         if batch and udp is not None:
             self.udp_send_errors += udp.send_batch(batch)
+        if self.device.tun_outbox:  # ICMP errors for packets no peer could take
+            self.tun_write_errors += self.tun.write_batch(self.device.take_tun_outbox())
         self._flush_outbox()
 
     def _drain_udp(self, udp: UdpSocket, now: float) -> None:

@@ -19,6 +19,8 @@ import os
 import struct
 from collections.abc import Iterable
 
+from wgpy.core.inet import ipv4_header_checksum, ones_complement_sum
+
 
 def offloads_enabled() -> bool:
     """`WGPY_OFFLOAD=0` runs without any offload: plain TUN reads and writes (no vnet header),
@@ -43,20 +45,6 @@ MAX_COALESCED_LENGTH = 65535
 MAX_COALESCED_SEGMENTS = 64
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
-
-
-def ones_complement_sum(data: bytes) -> int:
-    """RFC 1071 sum of 16-bit big-endian words, folded to 16 bits (0 only for all-zero data)."""
-    if len(data) % 2:
-        data = bytes(data) + b"\0"
-    total = int.from_bytes(data, "big") % 0xFFFF
-    return total if total or not any(data) else 0xFFFF
-
-
-def ipv4_header_checksum(header: bytearray) -> None:
-    """Recompute the checksum of the 20-byte IPv4 header at the start of `header`."""
-    header[10:12] = b"\0\0"
-    header[10:12] = _U16.pack(~ones_complement_sum(bytes(header[:20])) & 0xFFFF)
 
 
 class _Segments:
