@@ -11,6 +11,7 @@ files brought up with `wgpy-quick` (wgpyd) and, for the wireguard-go nodes, the 
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -43,8 +44,18 @@ class Node:
         lines = self.wg("show", self.iface, name).strip().splitlines()
         return dict(line.split("\t", 1) for line in lines)
 
+    def wait_for_handshake(self, peer: "Node", timeout: float = 12.0) -> None:
+        """Until a handshake with `peer` (a lost first initiation is retried after 5 s)."""
+        deadline = time.monotonic() + timeout
+        while self.field("latest-handshakes").get(peer.public_key, "0") == "0":
+            assert time.monotonic() < deadline, f"{self.iface}: no handshake with {peer.iface}"
+            time.sleep(0.1)
+
     def ping(self, address: str, count: int = 2) -> None:
-        self.ns.run("ping", "-c", str(count), "-i", "0.2", "-W", "3", address, timeout=30)
+        result = self.ns.run("ping", "-c", str(count), "-i", "0.2", "-W", "3", address,
+                             timeout=30, check=False)
+        assert result.returncode == 0, f"{self.iface}: ping {address}: {result.stdout}\n" \
+            f"{self.ns.run('wg', 'show', self.iface).stdout}"
 
 
 def new_node(ns: Namespace, iface: str, implementation: str) -> Node:
@@ -115,6 +126,7 @@ def test_bounce_server_relays_between_clients_behind_nats(wireguard_go, clients)
         (first, _), (second, _) = sides
         # The second client pings the first, which has sent nothing but keepalives: the relay
         # knows where the first is only from them, through its NAT.
+        hub.wait_for_handshake(first)
         second.ping("10.90.0.2")
         first.ping("10.90.0.3")
         endpoints = hub.field("endpoints")
@@ -128,7 +140,8 @@ def test_bounce_server_relays_between_clients_behind_nats(wireguard_go, clients)
         assert hub.field("transfer")  # counters readable after the relayed traffic
         drops = hub_ns.run("wgpy", "show", hub.iface, "--drops").stdout
         counts = dict(line.split() for line in drops.splitlines())
-        assert counts["src_not_allowed"] == counts["no_key"] == "0", counts
+        # (no_key is not asserted: the hub's own IPv6 router solicitations go to no peer)
+        assert counts["src_not_allowed"] == counts["no_endpoint"] == "0", counts
 
 
 def test_full_mesh_routes_by_the_most_specific_allowed_ips(wireguard_go):

@@ -17,6 +17,7 @@ from wgpy.core.crypto import public_key
 from wgpy.core.device import Device
 from wgpy.core.drops import Drop
 from wgpy.core.keys import generate_private_key
+from wgpy.io import loop
 from wgpy.io.loop import Tunnel
 from wgpy.io.tun import Tun
 
@@ -26,17 +27,18 @@ pytestmark = pytest.mark.root
 
 
 @contextlib.contextmanager
-def running(device: Device) -> Iterator[Tunnel]:
-    """A Tunnel on a fresh TUN, its loop in a thread, the interface up."""
+def running(device: Device, up: bool = True) -> Iterator[Tunnel]:
+    """A Tunnel on a fresh TUN, its loop in a thread, the interface up (unless not `up`)."""
     name = f"wgpyl{os.getpid() % 100000}"
     tun = Tun(name, mtu=1420)
     tunnel = Tunnel(tun, device)
     thread = threading.Thread(target=tunnel.run)
     try:
-        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        if up:
+            subprocess.run(["ip", "link", "set", name, "up"], check=True)
         thread.start()
         deadline = time.monotonic() + 5
-        while not tunnel.device.running and time.monotonic() < deadline:
+        while up and not tunnel.device.running and time.monotonic() < deadline:
             time.sleep(0.05)  # the loop notices the link is up
         yield tunnel
     finally:
@@ -66,6 +68,22 @@ def test_an_exception_in_a_batch_is_counted_and_the_loop_goes_on(root_netns):
         assert seen == [b"\x09first", b"\x09second"]
         assert tunnel.internal_errors == tunnel.io_drops()["internal_error"] == 1
         assert tunnel.device.drops["bad_type"] == 1  # the second went through the real core
+
+
+def test_a_datagram_right_after_link_up_is_not_lost(root_netns, monkeypatch):
+    """`wg-quick up` returns once the link is up; a peer's initiation may come before the
+    loop's next look at the link (here an hour away): it must be taken, not discarded."""
+    monkeypatch.setattr(loop, "LINK_POLL_INTERVAL", 3600.0)
+    with running(Device(), up=False) as tunnel:
+        time.sleep(0.2)  # the loop has looked once: down
+        assert not tunnel.device.running
+        subprocess.run(["ip", "link", "set", tunnel.tun.name, "up"], check=True)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"\x09garbage", ("127.0.0.1", tunnel.listen_port()))
+        deadline = time.monotonic() + 3
+        while tunnel.device.drops["bad_type"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert tunnel.device.drops["bad_type"] == 1 and tunnel.device.running
 
 
 def test_cookie_reply_leaves_from_the_address_the_initiation_was_sent_to(root_netns):

@@ -205,6 +205,8 @@ class Tunnel:
 
     def _drain_tun(self, now: float) -> None:
         """Read a batch from the TUN, encrypt each packet, send the lot (GSO where it can)."""
+        if not self._up:
+            self._check_link()  # (see _drain_udp)
         encrypt = self.device.encrypt
         udp = self.udp
         batch: list[tuple[Endpoint, bytes]] = []
@@ -223,6 +225,10 @@ class Tunnel:
 
     def _drain_udp(self, udp: UdpSocket, now: float) -> None:
         """Receive a batch (GRO-coalesced where it can), decrypt each datagram, write to TUN."""
+        if not self._up:
+            # The link may have come up since the last poll: `wg-quick up` returns as soon
+            # as it is, and a peer's first initiation can be here before the poll notices.
+            self._check_link()
         decrypt = self.device.decrypt
         receive = udp.receive
         packets: list[bytes] = []
