@@ -3,7 +3,9 @@
     wgpy [show [IFACE|all|interfaces] [FIELD]] | showconf IFACE | set IFACE ... |
          setconf|addconf|syncconf IFACE FILE | genkey | genpsk | pubkey
 
-plus `wgpy show IFACE --drops`: the named drop counters only wgpyd keeps. User errors print
+plus `wgpy show IFACE --drops` (the named drop counters only wgpyd keeps), `wgpy route
+IFACE|FILE ADDRESS...` (which peer gets a packet, route.py) and `wgpy check FILE...` (what in
+config files will not work, check.py). User errors print
 on stderr and exit 1, as wg does; never a traceback. Where wg prints a bare C message
 ("Line unrecognized") wgpy names the file, line and key instead.
 """
@@ -16,6 +18,8 @@ import sys
 from collections.abc import Callable
 
 from wgpy import __version__
+from wgpy.cli.check import cmd_check
+from wgpy.cli.route import cmd_route
 from wgpy.cli.show import FIELDS, pretty, show_field
 from wgpy.cli.sync import add_removals
 from wgpy.config.model import DeviceConfig
@@ -271,6 +275,9 @@ HANDLERS: dict[str, Callable[[str, list[str]], int]] = {
     "show": cmd_show, "showconf": cmd_showconf, "set": cmd_set, "setconf": cmd_setconf,
     "addconf": cmd_setconf, "syncconf": cmd_setconf, "genkey": cmd_genkey,
     "genpsk": cmd_genkey, "pubkey": cmd_pubkey,
+    # wgpy's own, beyond wg (left out of wg's usage text, which stays byte-identical)
+    "route": lambda _command, args: cmd_route(program_name(), args),
+    "check": lambda _command, args: cmd_check(program_name(), args),
 }
 
 
