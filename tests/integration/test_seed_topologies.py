@@ -144,19 +144,28 @@ def test_bounce_server_relays_between_clients_behind_nats(wireguard_go, clients)
         assert counts["src_not_allowed"] == counts["no_endpoint"] == "0", counts
 
 
+def on_a_switch(stack: ExitStack, tag: str, count: int) -> list[Namespace]:
+    """`count` hosts on one bridge (a LAN), host n at 10.204.0.n/24."""
+    switch = stack.enter_context(Namespace(f"wgpys-sw{tag}"))
+    switch.run("ip", "link", "add", "br0", "type", "bridge")
+    switch.run("ip", "link", "set", "br0", "up")
+    hosts = []
+    for n in range(1, count + 1):
+        ns = stack.enter_context(Namespace(f"wgpys-m{n}{tag}"))
+        veth_pair(switch, f"wsb{n}{tag}", [], ns, f"wsm{n}{tag}", f"10.204.0.{n}/24")
+        switch.run("ip", "link", "set", f"wsb{n}{tag}", "master", "br0")
+        hosts.append(ns)
+    return hosts
+
+
 def test_full_mesh_routes_by_the_most_specific_allowed_ips(wireguard_go):
     tag = f"{os.getpid() % 10000}"
     implementations = ["wgpyd", "wgpyd", "wireguard-go"]
     with ExitStack() as stack, tempfile.TemporaryDirectory() as files:
-        switch = stack.enter_context(Namespace(f"wgpys-sw{tag}"))
-        switch.run("ip", "link", "add", "br0", "type", "bridge")
-        switch.run("ip", "link", "set", "br0", "up")
-        nodes = []
-        for n, implementation in enumerate(implementations, 1):
-            ns = stack.enter_context(Namespace(f"wgpys-m{n}{tag}"))
-            veth_pair(switch, f"wsb{n}{tag}", [], ns, f"wsm{n}{tag}", f"10.204.0.{n}/24")
-            switch.run("ip", "link", "set", f"wsb{n}{tag}", "master", "br0")
-            nodes.append(new_node(ns, f"wsn{n}{tag}", implementation))
+        hosts = on_a_switch(stack, tag, len(implementations))
+        nodes = [new_node(ns, f"wsn{n}{tag}", implementation)
+                 for n, (ns, implementation) in enumerate(zip(hosts, implementations,
+                                                               strict=True), 1)]
         for n, node in enumerate(nodes, 1):
             body = f"Address = 10.91.0.{n}/24\nListenPort = {51830 + n}\n"
             for m, other in enumerate(nodes, 1):
@@ -185,3 +194,25 @@ def test_full_mesh_routes_by_the_most_specific_allowed_ips(wireguard_go):
         for node in nodes:
             handshakes = node.field("latest-handshakes")
             assert len(handshakes) == 2 and "0" not in handshakes.values(), handshakes
+
+
+def test_a_network_from_wgpy_mesh_comes_up(wireguard_go):
+    """`wgpy mesh` files, as written, brought up with wgpy-quick and wg-quick: all ping."""
+    tag = f"{os.getpid() % 10000}"
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as files:
+        hosts = on_a_switch(stack, tag, 3)
+        names = [f"wsg{n}{tag}" for n in range(1, 4)]
+        specs = [f"{name}=10.204.0.{n}:{51840 + n}" for n, name in enumerate(names, 1)]
+        hosts[0].run("wgpy", "mesh", "-o", files, "--psk", "--subnet", "10.92.0.0/24", *specs)
+        for ns, name, implementation in zip(hosts, names, ["wgpyd", "wireguard-go", "wgpyd"],
+                                            strict=True):
+            path = os.path.join(files, f"{name}.conf")
+            env = dict(os.environ, WG_QUICK_USERSPACE_IMPLEMENTATION=implementation)
+            tool = TOOLS[implementation]
+            result = ns.run(tool, "up", path, env=env, check=False)
+            assert result.returncode == 0, result.stderr
+            stack.callback(ns.run, "ip", "link", "del", name, check=False)
+            stack.callback(ns.run, tool, "down", path, env=env, check=False)
+        for ns in hosts:
+            for n in range(1, 4):
+                ns.run("ping", "-c", "1", "-W", "3", f"10.92.0.{n}", timeout=30)

@@ -4,8 +4,9 @@
          setconf|addconf|syncconf IFACE FILE | genkey | genpsk | pubkey
 
 plus `wgpy show IFACE --drops` (the named drop counters only wgpyd keeps), `wgpy route
-IFACE|FILE ADDRESS...` (which peer gets a packet, route.py) and `wgpy check FILE...` (what in
-config files will not work, check.py). User errors print
+IFACE|FILE ADDRESS...` (which peer gets a packet, route.py), `wgpy check FILE...` (what in
+config files will not work, check.py) and `wgpy mesh NODE...` (wg-quick files for a whole
+network, mesh.py). User errors print
 on stderr and exit 1, as wg does; never a traceback. Where wg prints a bare C message
 ("Line unrecognized") wgpy names the file, line and key instead.
 """
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 from wgpy import __version__
 from wgpy.cli.check import cmd_check
+from wgpy.cli.mesh import cmd_mesh
 from wgpy.cli.route import cmd_route
 from wgpy.cli.show import FIELDS, pretty, show_field
 from wgpy.cli.sync import add_removals
@@ -278,6 +280,7 @@ HANDLERS: dict[str, Callable[[str, list[str]], int]] = {
     # wgpy's own, beyond wg (left out of wg's usage text, which stays byte-identical)
     "route": lambda _command, args: cmd_route(program_name(), args),
     "check": lambda _command, args: cmd_check(program_name(), args),
+    "mesh": lambda _command, args: cmd_mesh(program_name(), args),
 }
 
 
