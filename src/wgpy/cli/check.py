@@ -60,10 +60,6 @@ class ConfigFile:
     interface_line: int
     public_key: bytes | None
 
-    @property
-    def name(self) -> str:
-        return self.path
-
 
 def network(entry: AllowedIP) -> Network:
     return ipaddress.ip_network(f"{entry.address}/{entry.cidr}", strict=False)
@@ -188,23 +184,23 @@ def _check_pair(config: ConfigFile, section: PeerSection, other: ConfigFile) -> 
 
     back = next((s for s in other.peers if s.config.public_key == config.public_key), None)
     if back is None:
-        add(section.line, "error", f"{other.name} has no [Peer] for this interface: its "
+        add(section.line, "error", f"{other.path} has no [Peer] for this interface: its "
             "handshakes are dropped there (unknown_peer)")
         return findings
     psk, back_psk = (section.config.preshared_key or bytes(32),
                      back.config.preshared_key or bytes(32))
     if psk != back_psk and config.path < other.path:  # (said once per pair)
-        add(section.line, "error", f"PresharedKey differs from {other.name}:{back.line}: "
+        add(section.line, "error", f"PresharedKey differs from {other.path}:{back.line}: "
             "every handshake fails (handshake_failed)")
     for address in _addresses(other):
         if not any(address.ip in network(entry) for entry, _ in section.allowed):
             add(section.line, "error", f"AllowedIPs do not hold {address.ip}, the Address of "
-                f"{other.name}: its packets are dropped (src_not_allowed) and none go to it")
+                f"{other.path}: its packets are dropped (src_not_allowed) and none go to it")
     endpoint = section.config.endpoint
     port = other.device.listen_port
     if endpoint is not None and port and endpoint.port != port:
         add(section.endpoint_line, "error", f"Endpoint port {endpoint.port}, but "
-            f"{other.name} listens on {port}")
+            f"{other.path} listens on {port}")
     return findings
 
 

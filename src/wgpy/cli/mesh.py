@@ -136,9 +136,7 @@ def render(mesh: Mesh, node: Node) -> str:
         setting = "net.ipv4.ip_forward" if family == "ipv4" else "net.ipv6.conf.all.forwarding"
         lines.append(f"PreUp = sysctl -w {setting}=1  # relay between peers (bounce server)")
     for other in mesh.nodes:
-        direct = _direct(node, other)
-        via_hub = mesh.hub is not None and other is mesh.hub
-        if not (direct or via_hub) or other is node:
+        if not _direct(node, other):  # (the hub is reachable: every node has it)
             continue
         allowed = mesh.subnet if other is mesh.hub else ipaddress.ip_network(other.address.ip)
         lines += ["", f"# {other.name}", "[Peer]", f"PublicKey = {other.public}"]
