@@ -49,12 +49,16 @@ def iperf3(ns: Namespace, server: str, seconds: float, streams: int = 1,
             "-P", str(streams), "--json", "--connect-timeout", "5000"]
     if udp_rate:
         argv += ["-u", "-b", udp_rate, "-l", str(UDP_PAYLOAD)]
-    result = ns.run(*argv, timeout=seconds + 30, check=False)
-    try:
-        data = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        detail = result.stderr.strip() or result.stdout.strip()[:200] or "no output"
-        raise BenchError(f"iperf3 exit {result.returncode}: {detail}") from None
+    for _attempt in range(20):
+        result = ns.run(*argv, timeout=seconds + 30, check=False)
+        try:
+            data = json.loads(result.stdout)
+        except json.JSONDecodeError:
+            detail = result.stderr.strip() or result.stdout.strip()[:200] or "no output"
+            raise BenchError(f"iperf3 exit {result.returncode}: {detail}") from None
+        if "server is busy" not in data.get("error", ""):
+            break
+        time.sleep(0.25)  # the server is still closing the previous test
     if "error" in data:
         raise BenchError(f"iperf3: {data['error']}")
     received = data["end"]["sum_received"]
