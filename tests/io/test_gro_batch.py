@@ -1,0 +1,118 @@
+"""Batching does not weaken the protocol: in one UDP GRO bundle every datagram is
+authenticated and replay-checked on its own, so a forged or replayed one is dropped and
+counted alone and the rest of the bundle is delivered, in order.
+
+The loop runs for real on loopback (its UDP socket with GRO), with a stand-in TUN that records
+what it is given; the sender is an in-memory core that completed a handshake with it.
+"""
+
+import os
+import threading
+import time
+
+from wgpy.core.drops import Drop
+from wgpy.io.loop import Tunnel
+from wgpy.io.udp import UdpSocket
+
+from inmemory import Pair, ipv4_packet
+
+
+class RecordingTun:
+    """What the loop needs of a Tun: a pollable fd that never fires, an up link, writes."""
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.name = "recording"
+        self.malformed_reads = 0
+        self.written: list[bytes] = []
+
+    def is_up(self) -> bool:
+        return True
+
+    def mtu(self) -> int:
+        return 1420
+
+    def waiting(self) -> bool:
+        return False
+
+    def write_batch(self, packets: list[bytes]) -> int:
+        self.written += [bytes(packet) for packet in packets]
+        return 0
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def receive(sock: UdpSocket, timeout: float = 5.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = sock.receive()
+        if result is not None:
+            return bytes(result[0])
+        time.sleep(0.005)
+    raise AssertionError("nothing received")
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_bad_datagram_in_a_gro_bundle_costs_only_itself():
+    pair = Pair()
+    client, server = pair.a, pair.b
+    tun = RecordingTun()
+    tunnel = Tunnel(tun, server.device, keep_warm=False)  # type: ignore[arg-type]
+    assert tunnel.udp is not None and tunnel.udp.gro
+    bundles: list[tuple[int, int]] = []
+    real_receive = tunnel.udp.receive
+
+    def recording_receive():
+        result = real_receive()
+        if result is not None:
+            bundles.append((len(result[0]), result[1]))
+        return result
+
+    tunnel.udp.receive = recording_receive  # type: ignore[method-assign]
+    sock = UdpSocket(0)  # the client's
+    endpoint = ("127.0.0.1", tunnel.listen_port())
+    client.peer.endpoint = endpoint
+    server.peer.endpoint = ("127.0.0.1", sock.port)  # (replies stay on loopback)
+    thread = threading.Thread(target=tunnel.run)
+    thread.start()
+    try:
+        wait_for(lambda: server.device.running)
+        # The handshake, over the real socket, then a first packet that confirms the session.
+        first = ipv4_packet(client.address, server.address, b"first", proto=17)
+        assert client.device.encrypt(first, time.monotonic()) is None  # staged
+        [(_, initiation)] = client.device.take_outbox()
+        sock.send_batch([(endpoint, initiation)])
+        assert client.device.decrypt(receive(sock), endpoint, time.monotonic()) is None
+        sock.send_batch(client.device.take_outbox())  # the staged packet
+        wait_for(lambda: tun.written == [first])
+
+        packets = [ipv4_packet(client.address, server.address, bytes([i]) * 200, proto=17)
+                   for i in range(6)]
+        datagrams = []
+        for packet in packets:
+            result = client.device.encrypt(packet, time.monotonic())
+            assert result is not None
+            datagrams.append(bytearray(result[1]))
+        datagrams[1][-1] ^= 1  # forged: its tag no longer verifies
+        datagrams[4] = bytearray(datagrams[2])  # replayed: a counter already seen
+        assert len({len(d) for d in datagrams}) == 1  # one GSO send, one GRO bundle
+        bundles.clear()
+        assert sock.send_batch([(endpoint, bytes(d)) for d in datagrams]) == 0
+        wait_for(lambda: len(tun.written) >= 5)
+        time.sleep(0.1)  # nothing more is coming
+    finally:
+        sock.close()
+        tunnel.stop()
+        thread.join(timeout=5)
+        tun.close()
+    assert any(length > segment for length, segment in bundles), bundles  # really bundled
+    assert tun.written == [first, packets[0], packets[2], packets[3], packets[5]]
+    assert server.device.drops[Drop.DECRYPT_FAILED] == 1
+    assert server.device.drops[Drop.REPLAYED] == 1
