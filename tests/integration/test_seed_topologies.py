@@ -7,6 +7,9 @@ files brought up with `wgpy-quick` (wgpyd) and, for the wireguard-go nodes, the 
   endpoint from its packets, and forwards between them with the kernel's ip_forward.
 * Full mesh: three nodes, each a peer of the others, where AllowedIPs is the routing table: the
   most specific prefix picks the peer, a wider one catches the rest.
+* Forwarding all traffic: AllowedIPs = 0.0.0.0/0, ::/0 on a client, a server that forwards and
+  masquerades to a host beyond it.
+* A network written by `wgpy mesh`, brought up as written.
 """
 
 import os
@@ -216,3 +219,40 @@ def test_a_network_from_wgpy_mesh_comes_up(wireguard_go):
         for ns in hosts:
             for n in range(1, 4):
                 ns.run("ping", "-c", "1", "-W", "3", f"10.92.0.{n}", timeout=30)
+
+
+@pytest.mark.parametrize("client_implementation", ["wgpyd", "wireguard-go"])
+def test_all_traffic_through_the_tunnel_with_a_default_route(wireguard_go,
+                                                             client_implementation):
+    """"Forwarding all traffic": the client's AllowedIPs = 0.0.0.0/0, ::/0 makes wg-quick
+    route everything into the tunnel, while the tunnel's own datagrams (fwmark 51820, set by
+    wg-quick and honoured by the daemon's socket) still leave through the real interface; the
+    server forwards and masquerades to a host beyond it."""
+    tag = f"{os.getpid() % 10000}"
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as files:
+        enter = stack.enter_context
+        client_ns = enter(Namespace(f"wgpys-fc{tag}"))
+        server_ns = enter(Namespace(f"wgpys-fs{tag}"))
+        beyond = enter(Namespace(f"wgpys-fi{tag}"))
+        veth_pair(client_ns, f"wfc{tag}", "10.206.0.1/24", server_ns, f"wfs{tag}",
+                  "10.206.0.2/24")
+        veth_pair(server_ns, f"wfo{tag}", "10.207.0.1/24", beyond, f"wfi{tag}",
+                  "10.207.0.2/24")
+        masquerade(server_ns, f"wfo{tag}")  # also turns on ip_forward
+        server = new_node(server_ns, f"wfsv{tag}", "wgpyd")
+        client = new_node(client_ns, f"wfcl{tag}", client_implementation)
+        enter(quick_up(server, files, (
+            f"Address = 10.93.0.1/24\nListenPort = 51820\n\n[Peer]\n"
+            f"PublicKey = {client.public_key}\nAllowedIPs = 10.93.0.2/32\n")))
+        enter(quick_up(client, files, (
+            f"Address = 10.93.0.2/32\n\n[Peer]\nPublicKey = {server.public_key}\n"
+            "Endpoint = 10.206.0.2:51820\nAllowedIPs = 0.0.0.0/0, ::/0\n")))
+
+        route = client_ns.run("ip", "route", "get", "10.207.0.2").stdout
+        assert f"dev {client.iface}" in route, route  # the host beyond: into the tunnel
+        marked = client_ns.run("ip", "route", "get", "10.206.0.2", "mark", "51820").stdout
+        assert f"dev wfc{tag}" in marked, marked  # the tunnel's own datagrams: the veth
+        client.ping("10.207.0.2", count=3)
+        received = int(server.field("transfer")[client.public_key].split("\t")[0])
+        assert received >= 3 * 84, received  # the pings came through the tunnel
+        assert client.wg("show", client.iface, "fwmark").strip() == "0xca6c"
