@@ -141,6 +141,17 @@ def test_one_file_findings_with_their_lines(tmp_path):
     assert "no AllowedIPs" in text[21]
 
 
+def test_no_leak_warning_where_wg_quick_routes_nothing(tmp_path):
+    body = f"\n[Peer]\nPublicKey = {pub(2)}\nAllowedIPs = 0.0.0.0/0\n"
+    plain = write(tmp_path, "plain.conf", interface(1) + body)  # `wg setconf` file
+    off = write(tmp_path, "off.conf", interface(1, "Address = 10.0.0.1/24\nTable = off\n")
+                + body)
+    routed = write(tmp_path, "routed.conf", interface(1, "Address = 10.0.0.1/24\n") + body)
+    assert check_file(read(plain)) == check_file(read(off)) == []
+    assert [f.message.split(":")[0] for f in check_file(read(routed))] == [
+        "AllowedIPs has 0.0.0.0/0 but not ::/0"]
+
+
 def test_missing_private_key_is_an_error(tmp_path):
     path = write(tmp_path, "wg0.conf", f"[Interface]\nListenPort = 1\n\n[Peer]\n"
                  f"PublicKey = {pub(2)}\nAllowedIPs = 10.0.0.2/32\n")

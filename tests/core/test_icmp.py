@@ -5,6 +5,8 @@ import ipaddress
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wgpy.core.device import Device
 from wgpy.core.drops import Drop
@@ -149,3 +151,22 @@ def test_device_queues_the_error_for_the_tun_and_still_counts_the_drop():
     assert device.encrypt(packet, 2.0) is None
     assert device.drops[Drop.NO_ENDPOINT] == 1
     assert device.take_tun_outbox() == [unreachable_error(packet)]
+
+
+@given(st.binary(min_size=20, max_size=1600))
+def test_any_ipv4_bytes_give_a_well_formed_error_or_none(data):
+    packet = bytes([0x40 | (data[0] & 0x0F)]) + data[1:]
+    error = unreachable_error(packet)
+    if error is not None:
+        assert error[0] == 0x45 and verifies(error[:20]) and verifies(error[20:])
+        assert int.from_bytes(error[2:4], "big") == len(error) <= 576
+
+
+@given(st.binary(min_size=40, max_size=1600))
+def test_any_ipv6_bytes_give_a_well_formed_error_or_none(data):
+    packet = bytes([0x60 | (data[0] & 0x0F)]) + data[1:]
+    error = unreachable_error(packet)
+    if error is not None:
+        icmp = error[40:]
+        pseudo = error[8:40] + struct.pack("!I3xB", len(icmp), 58)
+        assert error[0] >> 4 == 6 and verifies(pseudo + icmp) and len(error) <= 1280

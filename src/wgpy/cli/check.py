@@ -134,8 +134,9 @@ def check_file(config: ConfigFile) -> list[Finding]:
                     f"{short(previous[0].config.public_key)} (line {previous[1]}): one peer "
                     "owns a prefix, so this later peer takes it and that one loses it")
             owners[prefix] = (section, line)
-    if config.device.quick.addresses or config.device.quick.table is not None:
-        findings += _leaks(config, owners)
+    quick = config.device.quick
+    if (quick.addresses or quick.table is not None) and quick.table != "off":
+        findings += _leaks(config, owners)  # (with Table = off wg-quick routes nothing)
     return findings
 
 
