@@ -64,7 +64,7 @@ def test_a_bad_datagram_in_a_gro_bundle_costs_only_itself():
     pair = Pair()
     client, server = pair.a, pair.b
     tun = RecordingTun()
-    tunnel = Tunnel(tun, server.device, keep_warm=False)  # type: ignore[arg-type]
+    tunnel = Tunnel(tun, server.device, keep_warm=0)  # type: ignore[arg-type]
     assert tunnel.udp is not None and tunnel.udp.gro
     bundles: list[tuple[int, int]] = []
     real_receive = tunnel.udp.receive

@@ -28,7 +28,7 @@ from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
 from wgpy.io.tun import InterfaceGone, Tun
 from wgpy.io.udp import ControlMessage, Endpoint, UdpSocket, normalize
-from wgpy.io.warm import WARM_INTERVAL, WARM_WINDOW, Warmer, keep_warm_enabled
+from wgpy.io.warm import WARM_INTERVAL, Warmer, keep_warm_window
 
 log = logging.getLogger("wgpy.loop")
 T = TypeVar("T")
@@ -40,14 +40,15 @@ LINK_POLL_INTERVAL = 0.1
 class Tunnel:
     """A running WireGuard interface: TUN + UDP + core. Implements the UAPI DeviceHost."""
 
-    def __init__(self, tun: Tun, device: Device, *, keep_warm: bool | None = None,
+    def __init__(self, tun: Tun, device: Device, *, keep_warm: float | None = None,
                  udp_offload: bool = True) -> None:
+        """`keep_warm`: seconds to keep the path warm after a packet (0: never; None: from
+        WGPY_KEEP_WARM, see warm.py)."""
         self.tun = tun
         self._udp_offload = udp_offload
         self.device = device
-        if keep_warm is None:
-            keep_warm = keep_warm_enabled()
-        self._warmer = Warmer() if keep_warm else None
+        self._warm_window = keep_warm_window() if keep_warm is None else keep_warm
+        self._warmer = Warmer() if self._warm_window > 0 else None
         self.udp: UdpSocket | None = None
         self._fwmark = 0
         self._up = False
@@ -139,7 +140,8 @@ class Tunnel:
         """Serve until stop() or until the interface is deleted."""
         self._thread_id = threading.get_ident()
         next_link_check = 0.0
-        last_traffic = -WARM_WINDOW
+        window = self._warm_window
+        last_traffic = -window
         warmer = self._warmer
         try:
             while not self._stopping:
@@ -149,7 +151,7 @@ class Tunnel:
                     next_link_check = now + LINK_POLL_INTERVAL
                 deadline = self.device.next_deadline()
                 wake_at = next_link_check if deadline is None else min(deadline, next_link_check)
-                warming = warmer is not None and now - last_traffic < WARM_WINDOW
+                warming = warmer is not None and now - last_traffic < window
                 if warming:
                     wake_at = min(wake_at, now + WARM_INTERVAL)
                 events = self._epoll.poll(max(0.0, wake_at - now))
