@@ -67,21 +67,28 @@ def new_node(ns: Namespace, iface: str, implementation: str) -> Node:
 
 
 @contextmanager
-def quick_up(node: Node, directory: str, body: str) -> Iterator[None]:
-    """`wg-quick up` of /dir/IFACE.conf with the node's tool; `down` afterwards (deleting the
+def up_file(ns: Namespace, iface: str, implementation: str, path: str) -> Iterator[None]:
+    """`wg-quick up PATH` with the implementation's tool; `down` afterwards (deleting the
     link also stops the daemon the tool started)."""
-    path = os.path.join(directory, f"{node.iface}.conf")
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-        handle.write(f"[Interface]\nPrivateKey = {node.private_key}\n{body}")
-    tool = TOOLS[node.implementation]
-    env = dict(os.environ, WG_QUICK_USERSPACE_IMPLEMENTATION=node.implementation)
-    result = node.ns.run(tool, "up", path, env=env, check=False)
-    assert result.returncode == 0, f"{tool} up {node.iface}: {result.stderr}"
+    tool = TOOLS[implementation]
+    env = dict(os.environ, WG_QUICK_USERSPACE_IMPLEMENTATION=implementation)
+    result = ns.run(tool, "up", path, env=env, check=False)
+    assert result.returncode == 0, f"{tool} up {iface}: {result.stderr}"
     try:
         yield
     finally:
-        node.ns.run(tool, "down", path, env=env, check=False)
-        node.ns.run("ip", "link", "del", node.iface, check=False)
+        ns.run(tool, "down", path, env=env, check=False)
+        ns.run("ip", "link", "del", iface, check=False)
+
+
+@contextmanager
+def quick_up(node: Node, directory: str, body: str) -> Iterator[None]:
+    """/dir/IFACE.conf with the node's key and `body`, brought up (see up_file)."""
+    path = os.path.join(directory, f"{node.iface}.conf")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(f"[Interface]\nPrivateKey = {node.private_key}\n{body}")
+    with up_file(node.ns, node.iface, node.implementation, path):
+        yield
 
 
 def masquerade(router: Namespace, outside: str) -> None:
@@ -209,13 +216,8 @@ def test_a_network_from_wgpy_mesh_comes_up(wireguard_go):
         hosts[0].run("wgpy", "mesh", "-o", files, "--psk", "--subnet", "10.92.0.0/24", *specs)
         for ns, name, implementation in zip(hosts, names, ["wgpyd", "wireguard-go", "wgpyd"],
                                             strict=True):
-            path = os.path.join(files, f"{name}.conf")
-            env = dict(os.environ, WG_QUICK_USERSPACE_IMPLEMENTATION=implementation)
-            tool = TOOLS[implementation]
-            result = ns.run(tool, "up", path, env=env, check=False)
-            assert result.returncode == 0, result.stderr
-            stack.callback(ns.run, "ip", "link", "del", name, check=False)
-            stack.callback(ns.run, tool, "down", path, env=env, check=False)
+            stack.enter_context(up_file(ns, name, implementation,
+                                        os.path.join(files, f"{name}.conf")))
         for ns in hosts:
             for n in range(1, 4):
                 ns.run("ping", "-c", "1", "-W", "3", f"10.92.0.{n}", timeout=30)
