@@ -191,5 +191,5 @@ def test_unreadable_and_invalid_files_are_findings_not_crashes(tmp_path):
     assert lines[1].startswith(f"{tmp_path / 'missing.conf'}:0: error: No such file")
 
 
-def test_wg_usage_text_is_unchanged_by_the_extra_commands():
+def test_wg_usage_text_is_unchanged_by_the_extra_commands(wireguard_go):
     assert run_wgpy("--help").stdout == run_wg("--help").stdout
