@@ -261,3 +261,16 @@ def test_replies_leave_from_the_address_the_peer_sent_to(wireguard_go, server, f
         lab.ping(lab.b, lab.a.tunnel4)
         fallback = f"{primary}:{lab.b.port}" if family == "4" else f"[{primary}]:{lab.b.port}"
         assert lab.a.peer_field("endpoints") == fallback
+
+
+def test_unroutable_endpoint_shows_as_udp_send_failed(wireguard_go):
+    """A peer endpoint the host has no route to (here: nothing beyond the namespace): the
+    handshake cannot leave, and `wgpy show --drops` says so instead of staying silent."""
+    with tunnel_lab("wgpyd", "wireguard-go") as lab:
+        a = lab.a
+        a.wg("set", a.iface, "peer", lab.b.public_key, "endpoint", "10.254.254.1:51820")
+        before = a.drops()["udp_send_failed"]
+        lab.ping(a, lab.b.tunnel4, count=1, check=False)
+        shown = a.ns.run("wgpy", "show", a.iface, "--drops").stdout
+        counts = dict(line.split() for line in shown.splitlines())
+        assert int(counts["udp_send_failed"]) > before, counts
