@@ -61,10 +61,6 @@ class ConfigFile:
     public_key: bytes | None
 
 
-def network(entry: AllowedIP) -> Network:
-    return ipaddress.ip_network(f"{entry.address}/{entry.cidr}", strict=False)
-
-
 def short(key: bytes) -> str:
     return key_to_base64(key)[:10] + "…"
 
@@ -125,7 +121,7 @@ def check_file(config: ConfigFile) -> list[Finding]:
                 "sent to it, and everything it sends is dropped")
         first_section.setdefault(key, section)
         for entry, line in section.allowed:
-            prefix = network(entry)
+            prefix = entry.network
             if prefix.network_address != entry.address:
                 add(line, "warning", f"AllowedIPs {entry} has host bits set: it means {prefix}")
             previous = owners.get(prefix)
@@ -194,7 +190,7 @@ def _check_pair(config: ConfigFile, section: PeerSection, other: ConfigFile) -> 
         add(section.line, "error", f"PresharedKey differs from {other.path}:{back.line}: "
             "every handshake fails (handshake_failed)")
     for address in _addresses(other):
-        if not any(address.ip in network(entry) for entry, _ in section.allowed):
+        if not any(address.ip in entry.network for entry, _ in section.allowed):
             add(section.line, "error", f"AllowedIPs do not hold {address.ip}, the Address of "
                 f"{other.path}: its packets are dropped (src_not_allowed) and none go to it")
     endpoint = section.config.endpoint

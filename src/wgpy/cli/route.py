@@ -46,8 +46,7 @@ def routing_table(device: DeviceConfig) -> AllowedIPs[tuple[int, str]]:
     table: AllowedIPs[tuple[int, str]] = AllowedIPs()
     for index, peer in enumerate(device.peers):
         for allowed in peer.allowed_ips:
-            network = ipaddress.ip_network(f"{allowed.address}/{allowed.cidr}", strict=False)
-            table.insert(network, (index, str(network)))
+            table.insert(allowed.network, (index, str(allowed.network)))
     return table
 
 

@@ -32,6 +32,11 @@ class AllowedIP:
     address: Address
     cidr: int
 
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        """The prefix it means (host bits cleared, as the device stores it)."""
+        return ipaddress.ip_network(f"{self.address}/{self.cidr}", strict=False)
+
     def __str__(self) -> str:
         # inet_ntop, not ipaddress: they disagree on IPv4-mapped/compatible IPv6 forms, and
         # wg prints inet_ntop's.

@@ -5,9 +5,9 @@ with one clock read, so batching (and later GSO/GRO) is a change of the drain fu
 of the loop. Control requests (UAPI) run on the same thread through `call`, which keeps the core
 single-threaded without locks on the hot path.
 
-While packets trickle (within a second of the last one) the loop also wakes every few
-milliseconds to keep the packet path in the CPU caches (warm.py): on a VM that is what an
-idle ping's round trip is made of.
+While packets trickle (within a few seconds of the last one: WGPY_KEEP_WARM, 3 by default)
+the loop also wakes every few milliseconds to keep the packet path in the CPU caches
+(warm.py): on a VM that is what an idle ping's round trip is made of.
 
 Like wireguard-go, the UDP port is bound from the start (a random one until ListenPort is
 set), traffic flows only while the interface is up, and taking it down forgets every session.

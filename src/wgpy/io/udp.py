@@ -179,35 +179,35 @@ class UdpSocket:
         but should still come back from where the sender sent it, or its NAT drops it."""
         address = self.sockaddr(endpoint)
         control = _source_control(pktinfo)
-        if control is not None:
-            try:
-                self.sock.sendmsg([data], [control], 0, address)
-                return
-            except OSError as exc:
-                if exc.errno not in _SOURCE_GONE:
-                    raise
-        self.sock.sendto(data, address)
+        if control is None or not self._send_from(data, address, [], control):
+            self.sock.sendto(data, address)
+
+    def _send_from(self, data: bytes, address: tuple, controls: list[ControlMessage],
+                   source: ControlMessage) -> bool:
+        """sendmsg from the local address `source` names; False if that address is gone (or
+        no longer routes there), for the caller to let the kernel choose instead."""
+        try:
+            self.sock.sendmsg([data], [*controls, source], 0, address)
+        except OSError as exc:
+            if exc.errno not in _SOURCE_GONE:
+                raise
+            log.info("source address for %s:%d no longer usable (%s)", address[0], address[1],
+                     exc)
+            return False
+        return True
 
     def _send(self, data: bytes, endpoint: Endpoint, controls: list[ControlMessage]) -> None:
         """One sendmsg, from the endpoint's sticky source if it has one."""
         address = self.sockaddr(endpoint)
         source = self._sources.get(endpoint)
-        if source is None:
-            if controls:
-                self.sock.sendmsg([data], controls, 0, address)
-            else:
-                self.sock.sendto(data, address)
-            return
-        try:
-            self.sock.sendmsg([data], [*controls, source[1]], 0, address)
-        except OSError as exc:
-            if exc.errno not in _SOURCE_GONE:
-                raise
-            # the address is gone (or no longer routes there): let the kernel choose again
-            del self._sources[endpoint]
-            log.info("source address for %s:%d no longer usable (%s); forgetting it",
-                     endpoint[0], endpoint[1], exc)
-            self._send(data, endpoint, controls)
+        if source is not None:
+            if self._send_from(data, address, controls, source[1]):
+                return
+            del self._sources[endpoint]  # forgotten: the kernel chooses from now on
+        if controls:
+            self.sock.sendmsg([data], controls, 0, address)
+        else:
+            self.sock.sendto(data, address)
 
     def send_batch(self, batch: list[tuple[Endpoint, bytes]]) -> int:
         """Send datagrams, coalescing runs to one endpoint into UDP GSO sends.
