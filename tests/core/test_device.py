@@ -76,7 +76,7 @@ def test_responder_keeps_next_until_first_data():
     pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address))
     pair.step(2)  # initiation and response only; the data packet is in flight
     assert pair.b.peer.keypairs.next is not None and pair.b.peer.keypairs.current is None
-    # B cannot send under an unconfirmed session: it stages and would re-handshake
+    # B cannot send under an unconfirmed session: it stages until A's first data confirms it
     pair.run()
     assert pair.b.peer.keypairs.current is not None and pair.b.peer.keypairs.next is None
 
@@ -384,3 +384,26 @@ def test_staged_queue_is_bounded():
     assert len(pair.a.peer.staged) == 128
     assert pair.a.device.drops[Drop.STAGED_OVERFLOW] == 72
     assert pair.a.peer.staged[0].endswith(bytes([72]))
+
+
+def test_two_way_session_start_is_exactly_one_handshake():
+    """The responder answers, then has its own packet before the initiator's first data
+    arrives. Sending the response counts as a sent handshake (kernel and wireguard-go set
+    last_sent_handshake there), so the responder waits for confirmation instead of starting
+    a second handshake and rotating keys at once."""
+    pair = Pair()
+    request = ipv4_packet(pair.a.address, pair.b.address, b"request")
+    reply = ipv4_packet(pair.b.address, pair.a.address, b"reply")
+    pair.send(pair.a, request)
+    pair.step(1)  # B receives the initiation and answers; its response is in flight
+    assert pair.b.peer.keypairs.next is not None and pair.b.peer.keypairs.current is None
+    pair.send(pair.b, reply)  # B's own traffic under the unconfirmed session: staged
+    pair.run()
+    pair.advance(3 * KEEPALIVE_TIMEOUT)
+    assert pair.b.delivered == [request] and pair.a.delivered == [reply]
+    responses = sum(1 for d in pair.b.sent if len(d) == MESSAGE_RESPONSE_SIZE)
+    assert (initiations(pair.a.sent), initiations(pair.b.sent), responses) == (1, 0, 1)
+    # one session each side: the keypair A made is the one both still use
+    assert pair.a.peer.keypairs.previous is None and pair.b.peer.keypairs.previous is None
+    assert pair.a.peer.keypairs.current.local_index == pair.b.peer.keypairs.current.remote_index
+    assert drops(pair.a) == {} and drops(pair.b) == {}

@@ -499,6 +499,10 @@ class Device:
             self.drops[Drop.HANDSHAKE_FAILED] += 1
             return
         peer.cookie_generator.add_macs(message, now)
+        # A response is a sent handshake (kernel wg_packet_send_handshake_response, wireguard-go
+        # SendHandshakeResponse): until the initiator's first data confirms the session, our
+        # own traffic waits for it instead of starting a second handshake and a key rotation.
+        peer.last_sent_handshake = now
         self._begin_session(peer, now)
         self._authenticated_packet(peer, now, Timer.SEND_KEEPALIVE)
         self._emit(peer, bytes(message))
