@@ -191,5 +191,22 @@ def test_unreadable_and_invalid_files_are_findings_not_crashes(tmp_path):
     assert lines[1].startswith(f"{tmp_path / 'missing.conf'}:0: error: No such file")
 
 
-def test_wg_usage_text_is_unchanged_by_the_extra_commands(wireguard_go):
-    assert run_wgpy("--help").stdout == run_wg("--help").stdout
+@pytest.mark.parametrize("word", ["--help", "help", "-h"])
+def test_help_is_wgs_usage_then_the_extra_commands(wireguard_go, word):
+    """wg's text byte for byte (scripts may read it), then a block of wgpy's own commands,
+    each of which answers its own --help with its usage."""
+    wg, wgpy = run_wg(word), run_wgpy(word)
+    assert (wgpy.returncode, wgpy.stderr) == (wg.returncode, wg.stderr) == (0, "")
+    assert wgpy.stdout.startswith(wg.stdout)
+    heading, *extras = wgpy.stdout[len(wg.stdout):].strip("\n").splitlines()
+    assert heading == "Additional subcommands (wgpy only, not in wg):"
+    names = [line.strip().partition(":")[0] for line in extras]
+    assert names == ["show <interface> --drops", "route", "check", "mesh"]
+    for name in names[1:]:
+        result = run_wgpy(name, "--help")
+        assert f"sage: wg {name}" in result.stdout + result.stderr, name
+
+
+def test_invalid_subcommand_prints_wgs_usage_only(wireguard_go):
+    wg, wgpy = run_wg("bogus"), run_wgpy("bogus")
+    assert (wgpy.returncode, wgpy.stdout, wgpy.stderr) == (wg.returncode, wg.stdout, wg.stderr)

@@ -45,6 +45,14 @@ SUBCOMMANDS = (
     ("genpsk", "Generates a new preshared key and writes it to stdout"),
     ("pubkey", "Reads a private key from stdin and writes a public key to stdout"),
 )
+# wgpy's own commands, listed by `wgpy help` after wg's (in a block of their own, so that
+# wg's part stays byte-identical for whoever reads it)
+EXTRAS = (
+    ("show <interface> --drops", "Shows why packets were dropped, by named reason (wgpyd only)"),
+    ("route", "Shows which peer gets a packet for each address, from an interface or a file"),
+    ("check", "Reports what in WireGuard configuration files will not work"),
+    ("mesh", "Writes a wg-quick configuration file per node of a whole network"),
+)
 SET_USAGE = ("<interface> [listen-port <port>] [fwmark <mark>] [private-key <file path>] "
              "[peer <base64 public key> [remove] [preshared-key <file path>] "
              "[endpoint <ip>:<port>] [persistent-keepalive <interval seconds>] "
@@ -62,6 +70,13 @@ def usage_text() -> str:
     lines += [f"  {name}: {description}" for name, description in SUBCOMMANDS]
     lines.append("You may pass `--help' to any of these subcommands to view usage.")
     return "\n".join(lines) + "\n"
+
+
+def help_text() -> str:
+    """`wgpy help`: wg's usage text unchanged, then wgpy's extras."""
+    extras = [f"  {name}: {description}" for name, description in EXTRAS]
+    return usage_text() + "\nAdditional subcommands (wgpy only, not in wg):\n" + "\n".join(
+        extras) + "\n"
 
 
 def fail(message: str) -> int:
@@ -277,7 +292,7 @@ HANDLERS: dict[str, Callable[[str, list[str]], int]] = {
     "show": cmd_show, "showconf": cmd_showconf, "set": cmd_set, "setconf": cmd_setconf,
     "addconf": cmd_setconf, "syncconf": cmd_setconf, "genkey": cmd_genkey,
     "genpsk": cmd_genkey, "pubkey": cmd_pubkey,
-    # wgpy's own, beyond wg (left out of wg's usage text, which stays byte-identical)
+    # wgpy's own, beyond wg (EXTRAS: listed by `wgpy help` after wg's usage text)
     "route": lambda _command, args: cmd_route(program_name(), args),
     "check": lambda _command, args: cmd_check(program_name(), args),
     "mesh": lambda _command, args: cmd_mesh(program_name(), args),
@@ -310,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wgpy v{__version__} (wireguard-tools v1.0.20210914 compatible)")
             return 0
         if len(args) == 1 and args[0] in ("-h", "--help", "help"):
-            sys.stdout.write(usage_text())
+            sys.stdout.write(help_text())
             return 0
         if not args:
             return cmd_show("show", [])
