@@ -52,13 +52,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _start(iface: str, socket_dir: str) -> tuple[Tunnel, UapiServer]:
+def _start(iface: str) -> tuple[Tunnel, UapiServer]:
     offload = offloads_enabled()
     tun = Tun(iface, mtu=DEFAULT_MTU, vnet_hdr=offload)
     log.info("TUN %s created (vnet header %s)", tun.name, "on" if tun.vnet_hdr else "off")
     device = Device(wall_offset=time.time() - time.monotonic(), mtu=DEFAULT_MTU)
     tunnel = Tunnel(tun, device, udp_offload=offload)
-    server = UapiServer(tun.name, tunnel, socket_dir=socket_dir, on_socket_lost=tunnel.stop)
+    server = UapiServer(tun.name, tunnel, on_socket_lost=tunnel.stop)
     try:
         server.start()
     except BaseException:
@@ -84,11 +84,10 @@ def _serve(tunnel: Tunnel, server: UapiServer) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     iface = args.interface
-    socket_dir = os.environ.get("WG_SOCKET_DIR", "/var/run/wireguard")
     _configure_logging(iface)
     if args.foreground or os.environ.get("WG_PROCESS_FOREGROUND") == "1":
         try:
-            tunnel, server = _start(iface, socket_dir)
+            tunnel, server = _start(iface)
         except (OSError, ValueError) as exc:
             print(f"wgpyd: failed to create interface {iface}: {exc}", file=sys.stderr)
             return 1
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     os.close(ready_read)
     os.setsid()
     try:
-        tunnel, server = _start(iface, socket_dir)
+        tunnel, server = _start(iface)
     except (OSError, ValueError) as exc:
         print(f"wgpyd: failed to create interface {iface}: {exc}", file=sys.stderr)
         os.write(ready_write, b"0")

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
+from wgpy.inmemory import Pair, ipv4_packet
 from wgpy.uapi.client import get_extensions
-
-SOCKET_DIR = "/var/run/wireguard"
+from wgpy.uapi.text import socket_path
 
 
 def step(text: str) -> None:
@@ -63,9 +63,8 @@ def host(name: str, iface: str) -> Iterator[subprocess.Popen]:
             ["ip", "netns", "exec", name, sys.executable, "-m", "wgpy.daemon", "-f", iface],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        socket_path = os.path.join(SOCKET_DIR, f"{iface}.sock")
         deadline = time.monotonic() + 10
-        while not os.path.exists(socket_path):
+        while not os.path.exists(socket_path(iface)):
             if daemon.poll() is not None or time.monotonic() > deadline:
                 error = daemon.stderr.read() if daemon.stderr else ""
                 raise RuntimeError(f"wgpyd did not start: {error}")
@@ -135,30 +134,23 @@ def real_tunnel() -> None:
     print("\nDone: namespaces, interfaces and sockets removed.")
 
 
+_MESSAGE_NAMES = {1: "handshake initiation", 2: "handshake response", 3: "cookie reply",
+                  4: "transport data"}
+
+
 def in_memory() -> None:
     """The sans-I/O core alone: two devices handshake and exchange a packet in memory."""
-    from wgpy.core.device import Device
-
-    now = 0.0
-    a, b = Device(generate_private_key(os.urandom)), Device(generate_private_key(os.urandom))
-    peer_b = a.add_peer(b.public_key or b"")
-    peer_a = b.add_peer(a.public_key or b"")
-    a.allowed_ips.insert("10.0.0.2/32", peer_b)
-    b.allowed_ips.insert("10.0.0.1/32", peer_a)
-    peer_b.endpoint, peer_a.endpoint = ("192.0.2.2", 51820), ("192.0.2.1", 51820)
-    packet = bytes([0x45, 0, 0, 24]) + bytes(8) + bytes([10, 0, 0, 1, 10, 0, 0, 2]) + b"ping"
-    step("A has a packet for 10.0.0.2 but no session: it queues it and sends an initiation")
-    assert a.encrypt(packet, now) is None
-    for _, datagram in a.take_outbox():
-        print(f"   A -> B: {len(datagram)} bytes, type {datagram[0]} (handshake initiation)")
-        b.decrypt(datagram, ("192.0.2.1", 51820), now)
-    for _, datagram in b.take_outbox():
-        print(f"   B -> A: {len(datagram)} bytes, type {datagram[0]} (handshake response)")
-        a.decrypt(datagram, ("192.0.2.2", 51820), now)
-    for _, datagram in a.take_outbox():
-        print(f"   A -> B: {len(datagram)} bytes, type {datagram[0]} (transport data)")
-        delivered = b.decrypt(datagram, ("192.0.2.1", 51820), now)
-        print(f"   B delivers to its TUN: {delivered!r}")
+    pair = Pair(seed=int.from_bytes(os.urandom(4), "little"))
+    a, b = pair.a, pair.b
+    step(f"A has a packet for {b.address} but no session: it queues it and sends an initiation")
+    pair.send(a, ipv4_packet(a.address, b.address))
+    while pair.wire:
+        sender, _, datagram = pair.wire[0]
+        receiver = pair.other(sender)
+        print(f"   {sender.name} -> {receiver.name}: {len(datagram)} bytes, type {datagram[0]} "
+              f"({_MESSAGE_NAMES.get(datagram[0], 'unknown')})")
+        pair.step(1)
+    print(f"   B delivers to its TUN: {b.delivered[-1]!r}")
 
 
 def main() -> int:

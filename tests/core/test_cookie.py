@@ -6,8 +6,7 @@ from wgpy.core.constants import COOKIE_REFRESH_TIME, COOKIE_SECRET_LATENCY
 from wgpy.core.cookie import CookieChecker, CookieGenerator
 from wgpy.core.crypto import public_key
 from wgpy.core.drops import Drop
-
-from inmemory import Pair, ipv4_packet
+from wgpy.inmemory import Pair, ipv4_packet
 
 SERVER_PUBLIC = public_key(bytes(range(32)))
 SOURCE = bytes([192, 0, 2, 7, 0xCA, 0xFE])

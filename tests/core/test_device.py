@@ -17,8 +17,7 @@ from wgpy.core.constants import (
     REKEY_TIMEOUT,
 )
 from wgpy.core.drops import Drop
-
-from inmemory import Pair, ipv4_packet, ipv6_packet
+from wgpy.inmemory import Pair, ipv4_packet, ipv6_packet
 
 
 def initiations(datagrams: list[bytes]) -> int:

@@ -4,8 +4,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wgpy.core.drops import Drop
-
-from inmemory import Pair, ipv4_packet
+from wgpy.inmemory import Pair, ipv4_packet
 
 
 def snapshot(side) -> tuple:

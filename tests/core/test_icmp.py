@@ -18,8 +18,7 @@ from wgpy.core.icmp import (
     unreachable_error,
 )
 from wgpy.core.inet import ones_complement_sum
-
-from inmemory import ipv4_packet, ipv6_packet
+from wgpy.inmemory import ipv4_packet, ipv6_packet
 
 
 def verifies(data: bytes) -> bool:

@@ -11,10 +11,9 @@ import threading
 import time
 
 from wgpy.core.drops import Drop
+from wgpy.inmemory import Pair, ipv4_packet
 from wgpy.io.loop import Tunnel
 from wgpy.io.udp import UdpSocket
-
-from inmemory import Pair, ipv4_packet
 
 
 class RecordingTun:

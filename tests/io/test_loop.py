@@ -17,11 +17,10 @@ from wgpy.core.crypto import public_key
 from wgpy.core.device import Device
 from wgpy.core.drops import Drop
 from wgpy.core.keys import generate_private_key
+from wgpy.inmemory import ipv4_packet
 from wgpy.io import loop
 from wgpy.io.loop import Tunnel
 from wgpy.io.tun import Tun
-
-from inmemory import ipv4_packet
 
 pytestmark = pytest.mark.root
 

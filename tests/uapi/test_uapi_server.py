@@ -12,6 +12,7 @@ import pytest
 from wgpy.core.crypto import clamp_private_key, public_key
 from wgpy.uapi import server as server_module
 from wgpy.uapi.server import MAX_LINE, UapiServer
+from wgpy.uapi.text import socket_path
 
 KEY = clamp_private_key(bytes(range(32)))
 PEERS = [public_key(clamp_private_key(bytes([n]) * 32)).hex() for n in range(1, 4)]
@@ -296,3 +297,16 @@ def test_close_ends_open_connections(tmp_path, make_host):
 def test_interface_names_that_are_not_file_names_are_refused(tmp_path, make_host, name):
     with pytest.raises(ValueError):
         UapiServer(name, make_host(), socket_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("env", [None, "", "{tmp}"])
+def test_server_and_client_agree_on_the_socket_directory(tmp_path, make_host, monkeypatch, env):
+    """One function decides for both ends: an empty WG_SOCKET_DIR means the default for the
+    server as it does for the client (it once made wgpyd fail to start)."""
+    if env is None:
+        monkeypatch.delenv("WG_SOCKET_DIR", raising=False)
+    else:
+        monkeypatch.setenv("WG_SOCKET_DIR", env.format(tmp=tmp_path))
+    expected = str(tmp_path) if env else "/var/run/wireguard"
+    assert UapiServer("wdir", make_host()).path == socket_path("wdir")
+    assert socket_path("wdir") == os.path.join(expected, "wdir.sock")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from wgpy.config.model import AllowedIP, DeviceConfig, PeerConfig
 from wgpy.config.parser import classify, parse_config
 from wgpy.config.values import ConfigError
+from wgpy.core.constants import ZERO_KEY
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import key_to_base64
 
@@ -184,8 +185,8 @@ def _check_pair(config: ConfigFile, section: PeerSection, other: ConfigFile) -> 
         add(section.line, "error", f"{other.path} has no [Peer] for this interface: its "
             "handshakes are dropped there (unknown_peer)")
         return findings
-    psk, back_psk = (section.config.preshared_key or bytes(32),
-                     back.config.preshared_key or bytes(32))
+    psk, back_psk = (section.config.preshared_key or ZERO_KEY,
+                     back.config.preshared_key or ZERO_KEY)
     if psk != back_psk and config.path < other.path:  # (said once per pair)
         add(section.line, "error", f"PresharedKey differs from {other.path}:{back.line}: "
             "every handshake fails (handshake_failed)")

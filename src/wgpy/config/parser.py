@@ -32,6 +32,7 @@ from wgpy.config.values import (
     parse_persistent_keepalive,
     parse_port,
 )
+from wgpy.core.constants import ZERO_KEY
 
 __all__ = [
     "ConfigError",
@@ -118,7 +119,7 @@ def parse_config(text: str, *, filename: str = "<config>", quick: bool = False,
     if not append:
         # setconf sends every interface field: missing ones reset to zero (wg's flags)
         device.replace_peers = True
-        device.private_key = bytes(32)
+        device.private_key = ZERO_KEY
         device.listen_port = 0
         device.fwmark = 0
     section: str | None = None

@@ -17,6 +17,7 @@ from wgpy.config.model import DeviceConfig, PeerConfig
 from wgpy.config.parser import Line, apply_key, apply_quick_key, classify
 from wgpy.config.values import ConfigError, parse_endpoint, parse_key
 from wgpy.config.writer import interface_items, peer_items, quick_items
+from wgpy.core.constants import ZERO_KEY
 
 
 @dataclass
@@ -50,7 +51,7 @@ def _grouped(items: list[tuple[str, str]]) -> dict[str, list[str]]:
 def _written_items(sections: list[_Section], kind: str) -> dict[str, list[str]]:
     """What the lines of these sections set, rendered like the device's values."""
     device = DeviceConfig()
-    peer = PeerConfig(public_key=bytes(32)) if kind == "peer" else None
+    peer = PeerConfig(public_key=ZERO_KEY) if kind == "peer" else None
     for line in (line for section in sections for line in section.lines):
         with contextlib.suppress(ConfigError):  # unparsable: compares as changed
             if line.kind == "quick":

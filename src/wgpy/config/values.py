@@ -15,7 +15,7 @@ import socket
 import time
 
 from wgpy.config.model import AllowedIP, Endpoint
-from wgpy.core.constants import KEY_LEN
+from wgpy.core.constants import ZERO_KEY
 from wgpy.core.keys import KeyFormatError, key_from_base64
 
 log = logging.getLogger("wgpy.config")
@@ -67,7 +67,7 @@ def parse_key_file(path: str) -> bytes:
     except OSError as exc:
         raise ConfigError(f"cannot read key file '{path}': {exc.strerror}") from None
     if not head:
-        return bytes(KEY_LEN)
+        return ZERO_KEY
     if len(head) != KEY_BASE64_LEN:
         raise ConfigError(f"'{path}' does not hold a key of the right length")
     stray = tail.lstrip(SPACE.encode())

@@ -51,6 +51,9 @@ MESSAGE_HANDSHAKE_COOKIE: Final = 3
 MESSAGE_TRANSPORT_DATA: Final = 4
 
 KEY_LEN: Final = 32
+# The all-zero key: "no key" wherever one is optional (preshared key, a removed private key
+# in UAPI and config files), and the X25519 result that marks a small-order public key.
+ZERO_KEY: Final = bytes(KEY_LEN)
 HASH_LEN: Final = 32
 TAG_LEN: Final = 16
 TIMESTAMP_LEN: Final = 12

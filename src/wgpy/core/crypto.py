@@ -18,7 +18,7 @@ from nacl.bindings import (
 )
 from nacl.exceptions import CryptoError
 
-from wgpy.core.constants import KEY_LEN
+from wgpy.core.constants import ZERO_KEY
 
 __all__ = [
     "InvalidTag",
@@ -40,7 +40,6 @@ __all__ = [
     "xaead_encrypt",
 ]
 
-ZERO_KEY = bytes(KEY_LEN)
 _NONCE = struct.Struct("<4xQ")  # 32 zero bits, then the 64-bit little-endian counter
 
 

@@ -28,7 +28,6 @@ from wgpy.core.allowedips import AllowedIPs
 from wgpy.core.constants import (
     DEFAULT_MTU,
     KEEPALIVE_TIMEOUT,
-    KEY_LEN,
     MAX_TIMER_HANDSHAKES,
     MESSAGE_HANDSHAKE_COOKIE,
     MESSAGE_HANDSHAKE_INITIATION,
@@ -44,6 +43,7 @@ from wgpy.core.constants import (
     REKEY_TIMEOUT_JITTER_MAX,
     UNDER_LOAD_AFTER_TIME,
     UNDER_LOAD_QUEUE_LENGTH,
+    ZERO_KEY,
 )
 from wgpy.core.cookie import CookieChecker
 from wgpy.core.crypto import aead_nonce
@@ -58,7 +58,6 @@ from wgpy.core.timers import PeerTimers, Timer, TimerQueue
 
 Datagram = tuple[Endpoint, bytes]
 
-_ZERO_KEY = bytes(KEY_LEN)
 _PADDING_MASK = ~(MESSAGE_PADDING_MULTIPLE - 1)
 # Last-minute rekey: the initiator renews before its receiving key would be rejected.
 _REKEY_BEFORE_REJECT = REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
@@ -136,7 +135,7 @@ class Device:
         As wireguard-go's SetPrivateKey: a peer whose key is our new public key is removed,
         static-static secrets are recomputed and current keypairs expired.
         """
-        if private_key == _ZERO_KEY:
+        if private_key == ZERO_KEY:
             private_key = None
         if private_key == self.private_key:
             return
@@ -195,7 +194,7 @@ class Device:
             self.remove_peer(key)
 
     def set_preshared_key(self, peer: Peer, key: bytes | None) -> None:
-        peer.handshake.preshared_key = key or _ZERO_KEY
+        peer.handshake.preshared_key = key or ZERO_KEY
 
     def set_persistent_keepalive(self, peer: Peer, interval: int, now: float) -> None:
         """Set the interval; turning it on sends a keepalive at once (wireguard-go IpcSet)."""

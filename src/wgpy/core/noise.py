@@ -20,12 +20,12 @@ from wgpy.core.constants import (
     KEY_LEN,
     MESSAGE_HANDSHAKE_INITIATION,
     MESSAGE_HANDSHAKE_RESPONSE,
+    ZERO_KEY,
 )
 from wgpy.core.messages import INITIATION, RESPONSE
 
 INITIAL_CHAINING_KEY = crypto.hash_(CONSTRUCTION)
 INITIAL_HASH = crypto.hash_(INITIAL_CHAINING_KEY, IDENTIFIER)
-ZERO_KEY = bytes(KEY_LEN)
 
 # TAI64N: label 2^62 + 10 (the TAI-UTC offset the references use), nanoseconds rounded down to
 # 2^24 ns so a timestamp does not leak fine-grained timing (kernel and wireguard-go agree).

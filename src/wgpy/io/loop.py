@@ -26,8 +26,9 @@ from typing import TypeVar
 
 from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
+from wgpy.core.peer import Endpoint
 from wgpy.io.tun import InterfaceGone, Tun
-from wgpy.io.udp import ControlMessage, Endpoint, UdpSocket, normalize
+from wgpy.io.udp import ControlMessage, UdpSocket, normalize
 from wgpy.io.warm import WARM_INTERVAL, Warmer, keep_warm_window
 
 log = logging.getLogger("wgpy.loop")

@@ -18,6 +18,8 @@ import select
 import socket
 import struct
 
+from wgpy.core.peer import Endpoint
+
 log = logging.getLogger("wgpy.udp")
 
 SO_MARK = 36
@@ -47,8 +49,6 @@ _SOURCE_GONE = (errno.EINVAL, errno.EADDRNOTAVAIL, errno.ENETUNREACH)
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 SO_RCVBUFFORCE = 33
 SO_SNDBUFFORCE = 32
-
-Endpoint = tuple[str, int]
 
 
 def normalize(address: tuple) -> Endpoint:

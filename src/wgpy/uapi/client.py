@@ -25,6 +25,7 @@ import socket
 import stat
 
 from wgpy.config.model import AllowedIP, DeviceConfig, Endpoint, PeerConfig
+from wgpy.config.values import ConfigError, split_endpoint
 from wgpy.core.crypto import public_key
 from wgpy.uapi.text import (
     GET_REQUEST,
@@ -38,7 +39,6 @@ from wgpy.uapi.text import (
     parse_unsigned,
     socket_dir,
     socket_path,
-    split_endpoint,
 )
 
 SYSFS_NET = "/sys/class/net"
@@ -198,9 +198,10 @@ def _read_peer_key(peer: PeerConfig, key: str, value: str) -> None:
 
 def _read_endpoint(value: str) -> Endpoint:
     """Through getaddrinfo/getnameinfo as wg does, so scopes print as names (fe80::1%eth0)."""
-    parts = split_endpoint(value)
-    if parts is None:
-        raise UapiFormatError(f"bad endpoint {value!r}")
+    try:
+        parts = split_endpoint(value)
+    except ConfigError:
+        raise UapiFormatError(f"bad endpoint {value!r}") from None
     try:
         infos = socket.getaddrinfo(parts[0], parts[1], socket.AF_UNSPEC, socket.SOCK_DGRAM,
                                    socket.IPPROTO_UDP)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from wgpy.core.constants import KEY_LEN
+from wgpy.core.constants import ZERO_KEY
 from wgpy.core.crypto import clamp_private_key, public_key
 from wgpy.core.device import Device
 from wgpy.core.peer import Endpoint, Peer
@@ -53,7 +53,6 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # wireguard-go's device.MaxPeers: creating one more peer fails with EINVAL.
 MAX_PEERS = 1 << 16
-_ZERO_KEY = bytes(KEY_LEN)
 _DECIMAL = re.compile(r"[0-9]+\Z")
 _ATOI = re.compile(r"[+-]?[0-9]+\Z")  # strconv.Atoi, which netip.ParsePrefix uses for bits
 _KEY_NAME = re.compile(r"[a-z_]{1,40}\Z")
@@ -356,7 +355,7 @@ class SetParser:
             self._peer.operations.append((key, parser(value)))
         elif key == "private_key":
             key_bytes = _key(value, "private_key")
-            if key_bytes != _ZERO_KEY:  # FromMaybeZeroHex: zero stays zero (no key)
+            if key_bytes != ZERO_KEY:  # FromMaybeZeroHex: zero stays zero (no key)
                 key_bytes = clamp_private_key(key_bytes)
             self.request.device_operations.append(("private_key", key_bytes))
         elif key == "listen_port":
@@ -422,7 +421,7 @@ def _restore_port(host: DeviceHost, port: int) -> None:
 
 
 def _own_key(device: Device) -> bytes:
-    return device.public_key or _ZERO_KEY
+    return device.public_key or ZERO_KEY
 
 
 def _check_peer_limit(device: Device, request: SetRequest) -> None:
@@ -432,13 +431,13 @@ def _check_peer_limit(device: Device, request: SetRequest) -> None:
         return
     keys = set(device.peers)
     own = _own_key(device)
-    private = device.private_key or _ZERO_KEY
+    private = device.private_key or ZERO_KEY
     for operation, key in request.device_operations:
         if operation == "replace_peers":
             keys.clear()
         elif key is not None and key != private:  # set_private_key: same key, no change
             private = key
-            own = public_key(key) if key != _ZERO_KEY else _ZERO_KEY
+            own = public_key(key) if key != ZERO_KEY else ZERO_KEY
             keys.discard(own)
     for change in request.peers:
         if change.public_key == own:

@@ -35,7 +35,8 @@ import time
 from collections.abc import Callable
 
 from wgpy.uapi.protocol import DeviceHost, SetParser, UapiError, apply_set, format_get
-from wgpy.uapi.text import DEFAULT_SOCKET_DIR, EINVAL, EIO, ENOANO, EPROTO, SOCKET_SUFFIX
+from wgpy.uapi.text import EINVAL, EIO, ENOANO, EPROTO, socket_path
+from wgpy.uapi.text import socket_dir as default_socket_dir
 
 log = logging.getLogger("wgpy.uapi")
 
@@ -103,9 +104,10 @@ class _Reader:
 
 
 class UapiServer:
-    """Serves the UAPI of one interface (`host`) on `socket_dir/IFACE.sock`."""
+    """Serves the UAPI of one interface (`host`) on `socket_dir/IFACE.sock` (by default the
+    directory the client looks in: text.socket_dir())."""
 
-    def __init__(self, iface: str, host: DeviceHost, socket_dir: str = DEFAULT_SOCKET_DIR,
+    def __init__(self, iface: str, host: DeviceHost, socket_dir: str | None = None,
                  *, request_timeout: float = REQUEST_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
                  max_connections: int = MAX_CONNECTIONS,
                  on_socket_lost: Callable[[], None] | None = None) -> None:
@@ -113,7 +115,7 @@ class UapiServer:
             raise ValueError(f"invalid interface name {iface!r}")
         self.iface = iface
         self.host = host
-        self.socket_dir = socket_dir
+        self.socket_dir = socket_dir or default_socket_dir()
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
         self._slots = threading.Semaphore(max_connections)
@@ -127,7 +129,7 @@ class UapiServer:
 
     @property
     def path(self) -> str:
-        return os.path.join(self.socket_dir, self.iface + SOCKET_SUFFIX)
+        return socket_path(self.iface, self.socket_dir)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -36,11 +36,14 @@ class UapiFormatError(ValueError):
 
 
 def socket_dir() -> str:
+    """Where UAPI sockets live, for wgpyd and the client alike: WG_SOCKET_DIR when set and
+    not empty, else /var/run/wireguard (so an empty value means the default on both ends)."""
     return os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
 
 
-def socket_path(iface: str) -> str:
-    return os.path.join(socket_dir(), iface + SOCKET_SUFFIX)
+def socket_path(iface: str, directory: str | None = None) -> str:
+    """The socket of one interface, in `directory` or else in socket_dir()."""
+    return os.path.join(directory or socket_dir(), iface + SOCKET_SUFFIX)
 
 
 def format_message(pairs: Iterable[tuple[str, object]]) -> bytes:
@@ -94,16 +97,3 @@ def parse_hex_key(value: str) -> bytes:
 def format_hex_key(key: bytes) -> str:
     return key.hex()
 
-
-def split_endpoint(value: str) -> tuple[str, str] | None:
-    """`[host]:port` or `host:port` (last colon) into host and port text, as wg splits both
-    command-line endpoints and UAPI ones; None when there is no port or no closing brace."""
-    if value.startswith("["):
-        host, bracket, rest = value[1:].partition("]")
-        if not bracket or not rest.startswith(":") or len(rest) == 1:
-            return None
-        return host, rest[1:]
-    host, colon, port = value.rpartition(":")
-    if not colon or not port:
-        return None
-    return host, port

@@ -1,11 +1,13 @@
 """Two device cores wired back to back in memory, with a fake clock.
 
-Used by the core tests and the README demo alike: nothing here touches the OS, so every
-timer scenario runs in milliseconds and is reproducible from the seed.
+Used by the core tests and by `python3 -m wgpy.demo` without root alike: nothing here touches
+the OS, so every timer scenario runs in milliseconds and is reproducible from the seed.
 """
 
+import ipaddress
 import random
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wgpy.core.crypto import public_key
@@ -14,7 +16,7 @@ from wgpy.core.keys import generate_private_key
 from wgpy.core.peer import Endpoint, Peer
 
 
-def seeded_random(seed: int):
+def seeded_random(seed: int) -> Callable[[int], bytes]:
     rng = random.Random(seed)
     return rng.randbytes
 
@@ -29,8 +31,6 @@ def ipv4_packet(source: str, destination: str, payload: bytes = b"ping", proto: 
 
 
 def ipv6_packet(source: str, destination: str, payload: bytes = b"ping6") -> bytes:
-    import ipaddress
-
     src = ipaddress.IPv6Address(source).packed
     dst = ipaddress.IPv6Address(destination).packed
     header = struct.pack("!IHBB16s16s", 6 << 28, len(payload), 58, 64, src, dst)
