@@ -106,10 +106,15 @@ def test_wg_set_sequences_match_wireguard_go(daemons):
         ("set", "IFACE", "peer", peer1, "remove"),
         ("set", "IFACE", "peer", peer1, "allowed-ips", ""),
         ("set", "IFACE", "peer", peer2, "allowed-ips", "0.0.0.0/0,::/0"),
+        # an IPv4-mapped endpoint is kept as given (show, showconf and dump)
+        ("set", "IFACE", "peer", peer2, "endpoint", "[::ffff:192.0.2.9]:51822"),
+        ("set", "IFACE", "peer", peer2, "endpoint", "[::FFFF:c000:20a]:51823"),
     ]
     for step in steps:
         both(ns, go_iface, py_iface, *step)
         assert_same_state(ns, go_iface, py_iface)
+    go, py = both(ns, go_iface, py_iface, "show", "IFACE", "endpoints")
+    assert "\t[::ffff:192.0.2.10]:51823\n" in py.stdout
 
 
 def test_port_in_use_fails_the_same_way(daemons):
@@ -147,6 +152,7 @@ Endpoint = 192.0.2.10:51820
 PublicKey = {peers[1]}
 AllowedIPs = 10.2.0.0/16
 PersistentKeepalive = 15
+Endpoint = [::ffff:192.0.2.11]:51820
 """)
     extra = write(files, "extra.conf", f"""[Peer]
 PublicKey = {peers[2]}

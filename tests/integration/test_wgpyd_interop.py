@@ -37,6 +37,22 @@ def test_ping_both_tunnel_families_over_each_underlay(wireguard_go, pairing, und
             assert int(host.peer_field("latest-handshakes")) > 0
 
 
+@pytest.mark.parametrize("kind", ["wireguard-go", "wgpyd"])
+def test_ipv4_mapped_endpoint_is_shown_as_given_and_reached(wireguard_go, kind):
+    """`endpoint [::ffff:a.b.c.d]:port` shows as given, as wireguard-go shows it. wireguard-go
+    then cannot send to it (its IPv6 socket is IPv6-only: no handshake, the endpoint stays);
+    wgpyd sends over IPv4, and once the peer answers the endpoint is where the answer came
+    from, plain IPv4, as after any roam."""
+    with tunnel_lab(kind, "wireguard-go", endpoint_on_a="mapped") as lab:
+        given = f"[::ffff:{lab.b.underlay4}]:{lab.b.port}"
+        assert lab.a.peer_field("endpoints") == given
+        assert f"Endpoint = {given}\n" in lab.a.wg("showconf", lab.a.iface).stdout
+        reached = lab.ping(lab.a, lab.b.tunnel4, count=2, check=False).returncode == 0
+        assert reached == (kind == "wgpyd")
+        expected = f"{lab.b.underlay4}:{lab.b.port}" if reached else given
+        assert lab.a.peer_field("endpoints") == expected
+
+
 @pytest.mark.parametrize("pairing", PAIRINGS[:2], ids=ids)
 def test_iperf3_tcp_transfer(wireguard_go, pairing):
     with tunnel_lab(*pairing) as lab:

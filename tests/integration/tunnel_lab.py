@@ -84,7 +84,8 @@ def _key_file(directory: str, name: str, key: str) -> str:
 @contextlib.contextmanager
 def tunnel_lab(kind_a: str, kind_b: str, *, endpoint_on_a: str = "4",
                endpoint_on_b: str | None = None, configure: bool = True) -> Iterator[Lab]:
-    """Build the lab; `endpoint_on_a` says which underlay family A uses to reach B (4 or 6);
+    """Build the lab; `endpoint_on_a` says which underlay family A uses to reach B (4, 6, or
+    "mapped": IPv4 given as `[::ffff:a.b.c.d]`);
     B learns A's endpoint by roaming unless `endpoint_on_b` is given."""
     n = next(_counter)
     net = 100 + (os.getpid() + n) % 100
@@ -119,6 +120,8 @@ def tunnel_lab(kind_a: str, kind_b: str, *, endpoint_on_a: str = "4",
                             "allowed-ips", f"{other.tunnel4}/32,{other.tunnel6}/128"]
                     if family == "4":
                         args += ["endpoint", f"{other.underlay4}:{other.port}"]
+                    elif family == "mapped":  # IPv4, written as IPv4-mapped IPv6
+                        args += ["endpoint", f"[::ffff:{other.underlay4}]:{other.port}"]
                     elif family == "6":
                         args += ["endpoint", f"[{other.underlay6}]:{other.port}"]
                     host.wg(*args)

@@ -3,7 +3,7 @@
 Each daemon runs in a namespace of its own with its interface down, so nothing it is told
 (endpoints, keepalives) is ever sent. Compared modulo what is documented to differ:
 wireguard-go lists peers in Go map order (peer blocks are compared as a set), wgpyd adds its
-`wgpy_drop_*` lines, and wgpyd reports IPv4-mapped endpoints unmapped. Requests that fail are
+`wgpy_drop_*` lines. Requests that fail are
 built so that wireguard-go, which applies lines up to the bad one, has applied nothing
 either (the bad line comes before any change).
 """
@@ -65,8 +65,8 @@ class Daemons:
 
 
 def normalize(text: str) -> str:
-    """Replies with their peer blocks sorted, `wgpy_drop_*` lines dropped and IPv4-mapped
-    endpoints unmapped; the errno lines, in order, at the end."""
+    """Replies with their peer blocks sorted and `wgpy_drop_*` lines dropped; the errno lines,
+    in order, at the end."""
     blocks: list[list[str]] = [[]]
     errnos: list[str] = []
     for line in text.splitlines():
@@ -77,9 +77,6 @@ def normalize(text: str) -> str:
             continue
         if line.startswith("public_key="):
             blocks.append([])
-        if line.startswith("endpoint=[::ffff:") and "." in line:
-            host, _, port = line[len("endpoint=[::ffff:"):].partition("]:")
-            line = f"endpoint={host}:{port}"
         blocks[-1].append(line)
     interface, *peers = blocks
     return "\n".join(interface + sorted("\n".join(block) for block in peers) + errnos)

@@ -9,7 +9,7 @@ from wgpy.core.keys import key_to_base64
 from wgpy.core.noise import Handshake
 from wgpy.core.timers import PeerTimers
 
-# An endpoint is (ip, port) as text and int, IPv4-mapped IPv6 already unmapped by the shell.
+# An endpoint is (ip, port) as text and int; the shell unmaps what arrives over IPv4.
 Endpoint = tuple[str, int]
 
 

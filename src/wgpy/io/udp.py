@@ -1,7 +1,9 @@
 """The UDP side: one dual-stack socket carrying IPv4 and IPv6 endpoints on ListenPort.
 
-Endpoints inside wgpy are `(ip_text, port)` with IPv4-mapped IPv6 unmapped, so the core and
-`wg show` see `192.0.2.1:51820`, not `[::ffff:192.0.2.1]:51820`.
+Endpoints inside wgpy are `(ip_text, port)`. What arrives over IPv4 is unmapped, so the core
+and `wg show` see `192.0.2.1:51820` as the kernel and wireguard-go show it; an endpoint set as
+`[::ffff:192.0.2.1]:51820` keeps that form (as they keep it) and is sent to over IPv4 all the
+same.
 
 Sticky source address, as the kernel module and wireguard-go keep it: every datagram arrives
 with its destination address (IP_PKTINFO / IPV6_PKTINFO), and once a datagram from an endpoint
@@ -154,6 +156,8 @@ class UdpSocket:
             host, port = endpoint
             if self.dual_stack and ":" not in host:
                 host = "::ffff:" + host
+            elif not self.dual_stack and host.startswith("::ffff:") and "." in host:
+                host = host[7:]  # an IPv4-mapped endpoint on the IPv4-only fallback socket
             address = (host, port)
             if len(self._addresses) > 65536:
                 self._addresses.clear()

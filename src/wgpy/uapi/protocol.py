@@ -13,9 +13,6 @@ Deliberate differences, each because the reference's behaviour can hurt a user:
   device is touched, and a failed fwmark rebinds the old port; so an errno reply always
   means "nothing changed" (wireguard-go, refused a port, is even left with no socket at
   all). A repeated listen_port or fwmark line binds only its last value.
-* Endpoints are kept unmapped, as the core wants them: `[::ffff:192.0.2.1]:51820` is stored
-  and reported as `192.0.2.1:51820` (wireguard-go reports the mapped form, then cannot send
-  to it from its IPv6-only socket).
 * Without a private key the device's own public key counts as all-zero (a peer with the
   zero key is ignored, as in wireguard-go and the kernel); after `private_key=00…00`
   wireguard-go keeps X25519(0)'s public key instead, which the core does not remember.
@@ -247,7 +244,8 @@ def parse_address(text: str) -> tuple[Address, str | None]:
 def parse_endpoint(value: str) -> Endpoint:
     """LinuxSocketBind.ParseEndpoint (netip.ParseAddrPort): `192.0.2.1:51820` or
     `[2001:db8::1]:51820`, an IPv6 zone allowed; no host names (wg resolves them). Returns
-    the core's form: canonical text, IPv4-mapped addresses unmapped, the zone kept."""
+    the core's form: canonical text as netip prints it (an IPv4-mapped address keeps its
+    `::ffff:a.b.c.d` form, as wireguard-go and the kernel keep it), the zone kept."""
     host, colon, port_text = value.rpartition(":")
     if not colon or not host or not port_text:
         raise _invalid(f"failed to set endpoint {value}: not an ip:port")
@@ -269,9 +267,7 @@ def parse_endpoint(value: str) -> Endpoint:
         raise _invalid(f"failed to set endpoint {value}: IPv6 needs square brackets")
     if zone is not None:
         _check_zone(zone, value)
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped), port
-    return str(address) + (f"%{zone}" if zone is not None else ""), port
+    return _go_address(address) + (f"%{zone}" if zone is not None else ""), port
 
 
 def parse_prefix(value: str) -> Network:
