@@ -114,6 +114,7 @@ def test_wg_set_sequences_match_wireguard_go(daemons):
         both(ns, go_iface, py_iface, *step)
         assert_same_state(ns, go_iface, py_iface)
     go, py = both(ns, go_iface, py_iface, "show", "IFACE", "endpoints")
+    assert go.stdout.count("\n") == py.stdout.count("\n") == 2
     assert "\t[::ffff:192.0.2.10]:51823\n" in py.stdout
 
 
