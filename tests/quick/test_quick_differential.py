@@ -87,13 +87,20 @@ CONFIGS = {
                      "AllowedIPs = 0.0.0.0/0, ::/0\n",
     "two_peers": "Address = 10.78.0.1/24\nMTU = 1380\n\n[Peer]\nPublicKey = {p1}\n"
                  "AllowedIPs = 10.79.0.0/16\n[Peer]\nPublicKey = {p2}\nAllowedIPs = 10.80.0.0/16\n",
+    # a small hub: tunnel addresses the Address routes cover, sites that need routes, and
+    # a wide prefix added after narrower ones inside it (routes are read once, added in bulk)
+    "hub": "Address = 10.81.0.1/16, fd81::1/64\n" + "".join(
+        f"\n[Peer]\nPublicKey = {{p{i}}}\nAllowedIPs = 10.81.1.{i}/32, fd81::{i:x}/128, "
+        + (f"10.82.{i}.0/24" if i % 2 else f"fd82:{i:x}::/64")
+        + (", 10.82.0.0/16" if i == 7 else "") + "\n" for i in range(1, 25)),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_up_and_down_match_wg_quick(wireguard_go, name):
     tag = f"{os.getpid() % 10000}"
-    body = "[Interface]\nPrivateKey = " + key() + "\n" + CONFIGS[name].format(p1=pub(), p2=pub())
+    body = "[Interface]\nPrivateKey = " + key() + "\n" + CONFIGS[name].format(
+        **{f"p{i}": pub() for i in range(1, 25)})
     results = {}
     with tempfile.TemporaryDirectory() as files:
         for tool, impl in (("wg-quick", "wireguard-go"), ("wgpy-quick", "wgpyd")):
@@ -114,8 +121,11 @@ def test_up_and_down_match_wg_quick(wireguard_go, name):
                 after_down.pop("src_valid_mark")
                 assert after_down == {k: v for k, v in before.items()
                                       if k != "src_valid_mark"}, tool
+                # the commands printed, as run: the same ones in the same order
+                said = [line.replace(iface, "IFACE").replace(impl, "IMPL")
+                        for line in up.stderr.splitlines() if line.startswith("[#] ")]
                 results[tool] = (after_up, sorted(line.split("\t", 1)[1] for line in show[1:]),
-                                 show[0].split("\t")[3:])
+                                 show[0].split("\t")[3:], said)
     assert results["wg-quick"] == results["wgpy-quick"]
 
 

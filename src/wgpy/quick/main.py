@@ -24,6 +24,7 @@ from wgpy.uapi.client import UapiClientError, get_device, list_interfaces, set_d
 PROG = "wgpy-quick"
 _NAME = re.compile(r"[a-zA-Z0-9_=+.-]{1,15}\Z")
 _FILE = re.compile(r"(^|/)([a-zA-Z0-9_=+.-]{1,15})\.conf\Z")
+_ROUTABLE_HOST = re.compile(r"[a-z0-9:.]+\Z")
 _HOOKS = ("preup", "postup", "predown", "postdown")
 
 
@@ -66,6 +67,7 @@ def parse_options(argument: str) -> Options:
     except OSError as exc:
         raise QuickError(f"`{path}': {exc.strerror}") from None
     options = Options(path, match.group(2))
+    wg_lines = []  # joined once at the end: appending to a str would copy it every line
     in_interface = False
     for line in lines:
         stripped = line.split("#", 1)[0]
@@ -94,7 +96,8 @@ def parse_options(argument: str) -> Options:
             else:
                 options.hooks[lowered].append(value)
             continue
-        options.wg_config += line + "\n"
+        wg_lines.append(line + "\n")
+    options.wg_config = "".join(wg_lines)
     return options
 
 
@@ -139,13 +142,10 @@ def set_mtu_up(options: Options, endpoints: list[str]) -> None:
     if options.mtu is not None:
         mtu = options.mtu
     else:
-        best = 0
-        for host in endpoints:
-            found = netlink.route_mtu_toward(host)
-            if found and found > best:
-                best = found
+        # wg-quick skips endpoints its regex does not take (scoped IPv6 ones)
+        best = netlink.largest_route_mtu([h for h in endpoints if _ROUTABLE_HOST.match(h)])
         if best == 0:
-            best = netlink.route_mtu_toward(None) or 0
+            best = netlink.default_route_mtu() or 0
         mtu = (best or 1500) - 80
     say(f"ip link set mtu {mtu} up dev {name}")
     netlink.set_mtu_up(name, mtu)
@@ -186,11 +186,10 @@ def add_default(options: Options, prefix: str) -> None:
         set_device(name, DeviceConfig(fwmark=table))
     six = ":" in prefix
     family, proto, pf = ((socket.AF_INET6, "-6", "ip6") if six else (socket.AF_INET, "-4", "ip"))
+    netlink.add_routes([(prefix, name, str(table))], say)
     say(f"ip {proto} rule add not fwmark {table} table {table}")
     say(f"ip {proto} rule add table main suppress_prefixlength 0")
     netlink.add_fwmark_rules(family, table)
-    say(f"ip {proto} route add {prefix} dev {name} table {table}")
-    netlink.add_route(name, prefix, table)
     nft = [f"add table {pf} wg-quick-{name}",
            f"add chain {pf} wg-quick-{name} preraw "
            "{ type filter hook prerouting priority -300; }",
@@ -214,20 +213,28 @@ def add_default(options: Options, prefix: str) -> None:
         subprocess.run(["nft", "-f", "-"], input="\n".join(nft) + "\n", text=True, check=False)
 
 
-def add_route(options: Options, prefix: str) -> None:
-    name = options.interface
-    proto = "-6" if ":" in prefix else "-4"
-    table = options.table
-    if table == "off":
+def add_routes(options: Options, prefixes: list[str]) -> None:
+    """wg-quick's add_route for each prefix, in its order (most specific first, so the
+    default routes come last): into `Table` as given; else a default route through
+    add_default and any other prefix unless a route of the link already covers it. The link's
+    routes are read once and the new ones installed in one batch, so this stays linear in the
+    number of prefixes."""
+    name, table = options.interface, options.table
+    if table == "off" or not prefixes:
         return
     if table and table != "auto":
-        say(f"ip {proto} route add {prefix} dev {name} table {table}")
-        netlink.add_route(name, prefix, netlink.resolve_table(table))
-    elif prefix.endswith("/0"):
-        add_default(options, prefix)
-    elif not netlink.routes_on_link_cover(name, prefix):
-        say(f"ip {proto} route add {prefix} dev {name}")
-        netlink.add_route(name, prefix)
+        netlink.add_routes([(prefix, name, table) for prefix in prefixes], say)
+        return
+    link = netlink.LinkRoutes(name)
+    batch: list[tuple[str, str, str | None]] = []
+    for prefix in prefixes:
+        if not prefix.endswith("/0") and not link.cover(prefix):
+            batch.append((prefix, name, None))
+            link.added(prefix)
+    netlink.add_routes(batch, say)
+    for prefix in prefixes:
+        if prefix.endswith("/0"):
+            add_default(options, prefix)
 
 
 def remove_firewall(name: str) -> None:
@@ -273,8 +280,7 @@ def cmd_up(options: Options) -> None:
         prefixes = [str(a) for p in get_device(name).peers for a in p.allowed_ips]
         # wg-quick: `sort -nr -k 2 -t /`, ties broken by the whole line, reversed
         order = sorted(prefixes, key=lambda p: (int(p.split("/")[1]), p.encode()), reverse=True)
-        for prefix in order:
-            add_route(options, prefix)
+        add_routes(options, order)
         execute_hooks(options, "postup")
     except BaseException:
         unset_dns(options)

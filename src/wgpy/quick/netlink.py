@@ -1,18 +1,17 @@
 """The `ip` operations wg-quick performs, through netlink (pyroute2) in the current namespace."""
 
 import ipaddress
+import re
 import socket
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 FIB_RULE_INVERT = 0x2
-RTPROT_BOOT = 3
-RT_SCOPE_LINK = 253
 RT_TABLE_MAIN = 254
-_NAMED_TABLES = {"default": 253, "main": 254, "local": 255}
 
 
 class NetlinkFailure(RuntimeError):
@@ -75,53 +74,129 @@ def link_mtu(index: int) -> int | None:
     return links[0].get_attr("IFLA_MTU") if links else None
 
 
-def route_mtu_toward(address: str | None) -> int | None:
-    """The MTU `ip route get ADDRESS` (or the default route, for None) would use."""
+def default_route_mtu() -> int | None:
+    """The MTU of IPv4's default route (its `mtu`, else its device's), as `ip route show
+    default` gives it to wg-quick when no endpoint is routable."""
     with ipr() as route:
-        try:
-            if address is None:
-                found = [r for r in route.get_default_routes(family=socket.AF_INET)
-                         if r.get_attr("RTA_OIF")]
-            else:
-                found = route.route("get", dst=address)
-        except NetlinkError:
-            return None
+        found = [r for r in route.get_default_routes(family=socket.AF_INET)
+                 if r.get_attr("RTA_OIF")]
     if not found:
         return None
     metrics = found[0].get_attr("RTA_METRICS")
     if metrics is not None and metrics.get_attr("RTAX_MTU"):
         return metrics.get_attr("RTAX_MTU")
-    oif = found[0].get_attr("RTA_OIF")
-    return link_mtu(oif) if oif else None
+    return link_mtu(found[0].get_attr("RTA_OIF"))
 
 
-def routes_on_link_cover(name: str, prefix: str) -> bool:
-    """`ip route show dev NAME match PREFIX` is not empty (main table)."""
-    network = ipaddress.ip_network(prefix, strict=False)
-    index = link_index(name)
-    with ipr() as route:
-        for entry in route.get_routes(family=_family(prefix), table=RT_TABLE_MAIN):
-            if entry.get_attr("RTA_OIF") != index:
-                continue
-            destination = entry.get_attr("RTA_DST") or ("::" if network.version == 6
-                                                        else "0.0.0.0")
-            covering = ipaddress.ip_network(f"{destination}/{entry['dst_len']}", strict=False)
-            if covering.version == network.version and network.subnet_of(covering):
-                return True
-    return False
+_ROUTE_MTU = re.compile(r"\bmtu (\d+)")
+_ROUTE_DEV = re.compile(r"\bdev (\S+)")
 
 
-def add_route(name: str, prefix: str, table: int | None = None) -> None:
-    """`ip route add PREFIX dev NAME [table T]`: protocol boot, and for IPv4 without a gateway
-    scope link, as iproute2 sets them."""
-    network = ipaddress.ip_network(prefix, strict=False)
-    with ipr() as route:
-        try:
-            route.route("add", dst=str(network), oif=link_index(name),
-                        table=table or RT_TABLE_MAIN, family=_family(prefix),
-                        proto=RTPROT_BOOT, scope=RT_SCOPE_LINK if network.version == 4 else 0)
-        except NetlinkError as exc:
-            raise NetlinkFailure(f"ip route add {prefix} dev {name}: {exc.args[-1]}") from None
+def largest_route_mtu(addresses: list[str]) -> int:
+    """The largest MTU `ip route get ADDRESS` gives over all the addresses (0 if none has a
+    route), read as wg-quick reads it: the route's `mtu`, else its device's MTU.
+
+    One `ip -o -force -batch -` answers them all: a hub has an endpoint per peer, and a
+    netlink round trip decoded by pyroute2 costs about 0.25 ms where a batch line costs about
+    0.01 ms. Unroutable addresses print nothing on stdout and are skipped, as in wg-quick.
+    """
+    unique = list(dict.fromkeys(addresses))
+    if not unique:
+        return 0
+    output = ip_batch([f"route get {address}" for address in unique], force=True).stdout
+    best = 0
+    link_mtus: dict[str, int | None] = {}
+    for line in output.splitlines():
+        found = _ROUTE_MTU.search(line)
+        if found:
+            mtu: int | None = int(found.group(1))
+        elif (device := _ROUTE_DEV.search(line)) is not None:
+            name = device.group(1)
+            if name not in link_mtus:
+                index = link_index(name)
+                link_mtus[name] = link_mtu(index) if index is not None else None
+            mtu = link_mtus[name]
+        else:
+            continue
+        if mtu and mtu > best:
+            best = mtu
+    return best
+
+
+class LinkRoutes:
+    """Answers `ip route show dev NAME match PREFIX` (is any route of the link in the main
+    table equal to or wider than PREFIX?) for many prefixes from one read of the table.
+
+    wg-quick asks the kernel once per AllowedIPs entry; doing that here (a dump decoded by
+    pyroute2 per entry) made `up` quadratic in the number of peers. The routes the caller
+    adds afterwards are recorded with `added`, so the answers stay what the kernel would give.
+    """
+
+    def __init__(self, name: str) -> None:
+        index = link_index(name)
+        self._networks: set[tuple[int, int, int]] = set()  # (version, prefix length, network)
+        self._lengths: dict[int, set[int]] = {4: set(), 6: set()}
+        with ipr() as route:
+            for family, version in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
+                for entry in route.get_routes(family=family, table=RT_TABLE_MAIN):
+                    if entry.get_attr("RTA_OIF") != index:
+                        continue
+                    destination = entry.get_attr("RTA_DST") or ("::" if version == 6
+                                                                else "0.0.0.0")
+                    self.added(f"{destination}/{entry['dst_len']}")
+
+    def added(self, prefix: str) -> None:
+        network = ipaddress.ip_network(prefix, strict=False)
+        self._networks.add((network.version, network.prefixlen,
+                            int(network.network_address)))
+        self._lengths[network.version].add(network.prefixlen)
+
+    def cover(self, prefix: str) -> bool:
+        network = ipaddress.ip_network(prefix, strict=False)
+        address, bits = int(network.network_address), network.max_prefixlen
+        for length in self._lengths[network.version]:
+            if length <= network.prefixlen:
+                mask = ((1 << length) - 1) << (bits - length)
+                if (network.version, length, address & mask) in self._networks:
+                    return True
+        return False
+
+
+def ip_batch(commands: list[str], force: bool = False) -> subprocess.CompletedProcess:
+    """Run `ip [-o] [-force] -batch -` on the commands; without `force` ip stops at the first
+    that fails. Raises NetlinkFailure when `ip` cannot be run."""
+    argv = ["ip", "-o", *(["-force"] if force else []), "-batch", "-"]
+    try:
+        return subprocess.run(argv, input="".join(f"{c}\n" for c in commands), text=True,
+                              capture_output=True, check=False)
+    except OSError as exc:
+        raise NetlinkFailure(f"cannot run `ip -batch' (iproute2): {exc.strerror}") from None
+
+
+_FAILED_LINE = re.compile(r"Command failed -:(\d+)")
+
+
+def add_routes(routes: list[tuple[str, str, str | None]],
+               announce: Callable[[str], None]) -> None:
+    """`ip -4|-6 route add PREFIX dev NAME [table T]` for each (prefix, name, table), in
+    order, through one `ip -batch -` (about 0.01 ms a route against 0.4 ms through pyroute2,
+    whose message encoding dominates). The same routes as the separate commands: protocol
+    boot, and scope link for IPv4 without a gateway. `announce` gets each command wg-quick
+    would print, up to the one that failed, which raises NetlinkFailure with ip's error."""
+    commands = [f"route add {prefix} dev {name}" + (f" table {table}" if table else "")
+                for prefix, name, table in routes]
+    if not commands:
+        return
+    result = ip_batch(commands)
+    failed = _FAILED_LINE.search(result.stderr) if result.returncode else None
+    done = int(failed.group(1)) if failed else len(commands)
+    for command in commands[:done]:
+        announce(f"ip {'-6' if ':' in command.split()[2] else '-4'} {command}")
+    if result.returncode:
+        detail = [line for line in result.stderr.splitlines()
+                  if not line.startswith("Command failed")]
+        raise NetlinkFailure(f"{commands[done - 1] if failed else 'ip -batch'}: "
+                             f"{detail[-1] if detail else 'failed'}")
 
 
 def table_has_routes(table: int) -> bool:
@@ -157,24 +232,6 @@ def delete_fwmark_rules(table: int) -> None:
                 if lookup == table or (lookup == RT_TABLE_MAIN and suppress == 0):
                     route.rule("del", family=family, priority=rule.get_attr("FRA_PRIORITY"),
                                table=lookup)
-
-
-def resolve_table(name: str) -> int:
-    """A routing table number from a number or a name in rt_tables."""
-    if name.isdigit():
-        return int(name)
-    if name in _NAMED_TABLES:
-        return _NAMED_TABLES[name]
-    for path in ("/etc/iproute2/rt_tables", "/usr/share/iproute2/rt_tables"):
-        try:
-            with open(path) as handle:
-                for line in handle:
-                    fields = line.split("#", 1)[0].split()
-                    if len(fields) == 2 and fields[1] == name and fields[0].isdigit():
-                        return int(fields[0])
-        except OSError:
-            continue
-    raise NetlinkFailure(f"table `{name}' is not a number or a name in rt_tables")
 
 
 def interface_addresses(name: str) -> list[str]:
