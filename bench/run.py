@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import sys
 
 import machine
@@ -32,7 +31,17 @@ from probes import (
     wait_for_path,
 )
 from report import Config
-from testbed import LISTEN_PORTS, TUNNEL, UNDERLAY, BenchError, Namespace, Testbed
+from testbed import (
+    LISTEN_PORTS,
+    TUNNEL,
+    UNDERLAY,
+    BenchError,
+    Namespace,
+    Terminated,
+    Testbed,
+    exit_status,
+    raise_terminated_on_sigterm,
+)
 
 CONFIGS = [
     Config("raw", "raw veth", None, None),
@@ -170,14 +179,6 @@ def run_rounds(bed: Testbed, configs: list[Config], args: argparse.Namespace) ->
     return runs
 
 
-class Terminated(Exception):
-    """SIGTERM, raised in the main thread so it unwinds (and cleans up) like Ctrl-C."""
-
-
-def _terminate(signum: int, _frame: object) -> None:
-    raise Terminated(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if os.geteuid() != 0:
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"bench/run.py: missing tools: {' '.join(missing)}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
+    raise_terminated_on_sigterm()
     configs = [config for config in CONFIGS if config.name in args.only]
     stamp = machine.timestamp()
     meta = {"timestamp": stamp, "machine": machine.describe(),
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = run_rounds(bed, configs, args)
     except (KeyboardInterrupt, Terminated) as exc:
         print("bench/run.py: interrupted; namespaces and daemons cleaned up", file=sys.stderr)
-        return 128 + (exc.args[0] if isinstance(exc, Terminated) else signal.SIGINT)
+        return exit_status(exc)
     except BenchError as exc:
         print(f"bench/run.py: testbed: {exc}", file=sys.stderr)
         return 2

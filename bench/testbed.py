@@ -32,6 +32,25 @@ DAEMON_ARGV = {
 }
 
 
+class Terminated(Exception):
+    """SIGTERM, raised in the main thread so a bench unwinds (and cleans up) like Ctrl-C."""
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+def raise_terminated_on_sigterm() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def exit_status(interruption: BaseException) -> int:
+    """128 + the signal that interrupted a bench (KeyboardInterrupt or Terminated)."""
+    if isinstance(interruption, Terminated):
+        return 128 + interruption.args[0]
+    return 128 + signal.SIGINT
+
+
 class BenchError(RuntimeError):
     """A configuration could not be set up or measured; the message becomes its report row."""
 

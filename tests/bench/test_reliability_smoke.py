@@ -1,0 +1,35 @@
+"""The reliability benches (bench/RELIABILITY.md) in their short CI versions.
+
+Each asserts what the long run asserts, on a shorter clock: the soak sees no growth of
+wgpyd's RSS, fds or threads while roaming, rekeys and peer churn visibly happen.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "bench")
+
+
+def bench(script: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(BENCH, script), *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_soak_smoke(wireguard_go, tmp_path):
+    result = bench("soak.py", "--smoke", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (path,) = glob.glob(os.path.join(tmp_path, "soak-*.json"))
+    with open(path) as handle:
+        data = json.load(handle)
+    actions = {event["action"] for event in data["events"]}
+    assert actions == {"roam-a", "roam-b", "rekey-a", "rekey-b", "churn"}, data["events"]
+    assert data["verdict"]["wgpyd"]["flat"], data["verdict"]["wgpyd"]
+    assert data["traffic_runs"]["ok"] >= 1, data["traffic_runs"]
+    assert len(data["samples"]) >= 20
