@@ -28,6 +28,9 @@ class RecordingTun:
     def is_up(self) -> bool:
         return True
 
+    def index(self) -> int:
+        return 0  # no link has index 0: no link event concerns this one
+
     def mtu(self) -> int:
         return 1420
 

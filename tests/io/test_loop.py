@@ -18,7 +18,7 @@ from wgpy.core.device import Device
 from wgpy.core.drops import Drop
 from wgpy.core.keys import generate_private_key
 from wgpy.inmemory import ipv4_packet
-from wgpy.io import loop
+from wgpy.io.linkwatch import LinkEvents
 from wgpy.io.loop import Tunnel
 from wgpy.io.tun import Tun
 
@@ -71,8 +71,8 @@ def test_an_exception_in_a_batch_is_counted_and_the_loop_goes_on(root_netns):
 
 def test_a_datagram_right_after_link_up_is_not_lost(root_netns, monkeypatch):
     """`wg-quick up` returns once the link is up; a peer's initiation may come before the
-    loop's next look at the link (here an hour away): it must be taken, not discarded."""
-    monkeypatch.setattr(loop, "LINK_POLL_INTERVAL", 3600.0)
+    loop has read the link event (here: never): it must be taken, not discarded."""
+    monkeypatch.setattr(LinkEvents, "drain", lambda self: False)
     with running(Device(), up=False) as tunnel:
         time.sleep(0.2)  # the loop has looked once: down
         assert not tunnel.device.running
@@ -114,3 +114,42 @@ def test_cookie_reply_leaves_from_the_address_the_initiation_was_sent_to(root_ne
         assert tunnel.udp is not None
         tunnel.udp.send_batch([(("127.0.0.1", sock.getsockname()[1]), b"later")])
         assert sock.recvfrom(100) == (b"later", ("127.0.0.1", port))
+
+
+def wait_for(condition, seconds: float = 3.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_link_down_up_and_mtu_changes_arrive_as_events(root_netns):
+    with running(Device()) as tunnel:
+        name = tunnel.tun.name
+        subprocess.run(["ip", "link", "set", name, "down"], check=True)
+        assert wait_for(lambda: not tunnel.device.running)
+        subprocess.run(["ip", "link", "set", name, "mtu", "1280", "up"], check=True)
+        assert wait_for(lambda: tunnel.device.running and tunnel.device.mtu == 1280)
+
+
+def loop_thread_switches(thread: threading.Thread) -> int:
+    """Voluntary context switches of `thread` so far: one per time it went to sleep."""
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches line")
+
+
+def test_an_idle_loop_sleeps_until_something_happens(root_netns):
+    """No peer, no traffic: the loop thread blocks in epoll without a timeout (it used to
+    wake every 100 ms to look at the link). Other links changing do not wake it for long:
+    it reads the event and sleeps again."""
+    with running(Device(), up=False) as tunnel:
+        time.sleep(0.3)  # settled
+        loop_thread = next(t for t in threading.enumerate() if t.ident == tunnel._thread_id)
+        before = loop_thread_switches(loop_thread)
+        time.sleep(1.0)
+        assert loop_thread_switches(loop_thread) - before <= 2
+        subprocess.run(["ip", "link", "set", tunnel.tun.name, "up"], check=True)
+        assert wait_for(lambda: tunnel.device.running)  # woken by the link event

@@ -5,9 +5,14 @@ with one clock read, so batching (and later GSO/GRO) is a change of the drain fu
 of the loop. Control requests (UAPI) run on the same thread through `call`, which keeps the core
 single-threaded without locks on the hot path.
 
-While packets trickle (within a few seconds of the last one: WGPY_KEEP_WARM, 3 by default)
-the loop also wakes every few milliseconds to keep the packet path in the CPU caches
-(warm.py): on a VM that is what an idle ping's round trip is made of.
+Nothing is polled: the loop sleeps in epoll until a packet, a control call, a change of the
+link (netlink, linkwatch.py) or the core's next timer deadline; with no peer and no traffic it
+sleeps without a timeout. The interface's deletion shows up as an error on the TUN fd.
+
+While tunnel traffic trickles (within a few seconds of the last packet that went to or came
+from a peer: WGPY_KEEP_WARM, 3 by default) the loop also wakes every few milliseconds to keep
+the packet path in the CPU caches (warm.py): on a VM that is what an idle ping's round trip
+is made of. Packets no peer takes (the kernel's own IPv6 chatter on the TUN) do not count.
 
 Like wireguard-go, the UDP port is bound from the start (a random one until ListenPort is
 set), traffic flows only while the interface is up, and taking it down forgets every session.
@@ -27,6 +32,7 @@ from typing import TypeVar
 from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
 from wgpy.core.peer import Endpoint
+from wgpy.io.linkwatch import LinkEvents
 from wgpy.io.tun import InterfaceGone, Tun
 from wgpy.io.udp import ControlMessage, UdpSocket, normalize
 from wgpy.io.warm import WARM_INTERVAL, Warmer, keep_warm_window
@@ -35,7 +41,6 @@ log = logging.getLogger("wgpy.loop")
 T = TypeVar("T")
 
 BATCH = 128
-LINK_POLL_INTERVAL = 0.1
 
 
 class Tunnel:
@@ -62,6 +67,8 @@ class Tunnel:
         self._epoll = select.epoll()
         self._epoll.register(tun.fd, select.EPOLLIN)
         self._epoll.register(self._wake, select.EPOLLIN)
+        self._links = LinkEvents(tun.index())
+        self._epoll.register(self._links.fileno(), select.EPOLLIN)
         self.tun_write_errors = 0
         self.udp_send_errors = 0
         self.internal_errors = 0
@@ -140,22 +147,20 @@ class Tunnel:
     def run(self) -> None:
         """Serve until stop() or until the interface is deleted."""
         self._thread_id = threading.get_ident()
-        next_link_check = 0.0
+        self._check_link()  # after subscribing to link events: no change falls in between
         window = self._warm_window
         last_traffic = -window
         warmer = self._warmer
+        links = self._links
         try:
             while not self._stopping:
                 now = time.monotonic()
-                if now >= next_link_check:
-                    self._check_link()
-                    next_link_check = now + LINK_POLL_INTERVAL
-                deadline = self.device.next_deadline()
-                wake_at = next_link_check if deadline is None else min(deadline, next_link_check)
+                wake_at = self.device.next_deadline()
                 warming = warmer is not None and now - last_traffic < window
                 if warming:
-                    wake_at = min(wake_at, now + WARM_INTERVAL)
-                events = self._epoll.poll(max(0.0, wake_at - now))
+                    warm_at = now + WARM_INTERVAL
+                    wake_at = warm_at if wake_at is None else min(wake_at, warm_at)
+                events = self._epoll.poll(-1 if wake_at is None else max(0.0, wake_at - now))
                 now = time.monotonic()
                 udp = self.udp
                 if not events and warming:
@@ -163,13 +168,15 @@ class Tunnel:
                 for fd, _ in events:
                     try:
                         if fd == self.tun.fd:
-                            last_traffic = now
-                            self._drain_tun(now)
+                            if self._drain_tun(now):
+                                last_traffic = now
                         elif udp is not None and fd == udp.fileno():
-                            last_traffic = now
-                            self._drain_udp(udp, now)
+                            if self._drain_udp(udp, now):
+                                last_traffic = now
                         elif fd == self._wake:
                             self._run_calls()
+                        elif fd == links.fileno() and links.drain():
+                            self._check_link()
                     except InterfaceGone:
                         raise
                     except Exception:  # a bug must cost a batch, not the interface
@@ -202,12 +209,14 @@ class Tunnel:
             self.udp.close()
             self.udp = None
         self._epoll.close()
+        self._links.close()
         os.close(self._wake)
 
     # ------------------------------------------------------------------ data plane
 
-    def _drain_tun(self, now: float) -> None:
-        """Read a batch from the TUN, encrypt each packet, send the lot (GSO where it can)."""
+    def _drain_tun(self, now: float) -> bool:
+        """Read a batch from the TUN, encrypt each packet, send the lot (GSO where it can).
+        True if anything is sent to a peer (a packet, or the handshake it waits for)."""
         if not self._up:
             self._check_link()  # (see _drain_udp)
         encrypt = self.device.encrypt
@@ -220,14 +229,17 @@ class Tunnel:
             result = encrypt(packet, now)
             if result is not None:
                 append(result)
+        tunnel_traffic = bool(batch or self.device.outbox)
         if batch and udp is not None:
             self.udp_send_errors += udp.send_batch(batch)
         if self.device.tun_outbox:  # ICMP errors for packets no peer could take
             self.tun_write_errors += self.tun.write_batch(self.device.take_tun_outbox())
         self._flush_outbox()
+        return tunnel_traffic
 
-    def _drain_udp(self, udp: UdpSocket, now: float) -> None:
-        """Receive a batch (GRO-coalesced where it can), decrypt each datagram, write to TUN."""
+    def _drain_udp(self, udp: UdpSocket, now: float) -> bool:
+        """Receive a batch (GRO-coalesced where it can), decrypt each datagram, write to TUN.
+        True if a datagram was taken (the interface is up)."""
         if not self._up:
             # The link may have come up since the last poll: `wg-quick up` returns as soon
             # as it is, and a peer's first initiation can be here before the poll notices.
@@ -275,8 +287,9 @@ class Tunnel:
                 # The kernel answers on the TUN inside the write (an echo reply, a TCP ACK):
                 # encrypt it now rather than after another trip through epoll.
                 self._drain_tun(now)
-                return
+                return True
         self._flush_outbox()
+        return received > 0
 
     def _receive_control(
         self, udp: UdpSocket, datagram: bytes, source: Endpoint, pktinfo: ControlMessage | None,

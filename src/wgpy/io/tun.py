@@ -83,6 +83,10 @@ class Tun:
             return True
         return bool(flags & IFF_UP)
 
+    def index(self) -> int:
+        """The interface index, which netlink link events name it by (linkwatch.py)."""
+        return socket.if_nametoindex(self.name)
+
     def mtu(self) -> int | None:
         """The interface MTU, or None if it is not visible from our namespace any more."""
         try:
