@@ -129,3 +129,25 @@ class Pair:
     def handshake(self) -> None:
         self.send(self.a, ipv4_packet(self.a.address, self.b.address))
         self.run()
+
+
+def live_pair_with_samples(seed: int = 7) -> tuple[Pair, dict[str, bytes]]:
+    """A pair after a handshake and traffic both ways, plus one captured datagram of each kind
+    (initiation, response, transport, cookie reply): the material for feeding a live core
+    mutated valid input (tests/core/test_device_fuzz.py, bench/fuzz.py)."""
+    pair = Pair(seed=seed)
+    pair.b.device.under_load_threshold = 10**9
+    pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address, b"first"))
+    samples = {"initiation": pair.wire[0][2]}
+    pair.step(1)
+    samples["response"] = pair.wire[0][2]
+    pair.run()
+    pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address, b"second"))
+    samples["transport"] = pair.wire[-1][2]
+    pair.run()
+    pair.send(pair.b, ipv4_packet(pair.b.address, pair.a.address, b"back"))
+    pair.run()
+    # a cookie reply in its real format, made by B's checker as under load
+    samples["cookie"] = pair.b.device.cookie_checker.create_reply(
+        samples["initiation"], 1, b"\x01\x02\x03\x04\x00\x01", pair.now)
+    return pair, samples

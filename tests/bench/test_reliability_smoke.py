@@ -33,3 +33,17 @@ def test_soak_smoke(wireguard_go, tmp_path):
     assert data["verdict"]["wgpyd"]["flat"], data["verdict"]["wgpyd"]
     assert data["traffic_runs"]["ok"] >= 1, data["traffic_runs"]
     assert len(data["samples"]) >= 20
+
+
+def test_fuzz_smoke(tmp_path):
+    """Every target takes thousands of inputs without a crash (atheris if installed)."""
+    result = bench("fuzz.py", "--smoke", "--out", str(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (path,) = glob.glob(os.path.join(tmp_path, "fuzz-*.json"))
+    with open(path) as handle:
+        results = json.load(handle)["results"]
+    assert [r["target"] for r in results] == ["datagram", "uapi", "config", "quick"]
+    for r in results:
+        assert not r["crashed"] and r["inputs"] >= 1000, r
+    datagram = results[0]["details"]
+    assert datagram["delivered"] > 0 and datagram["drops"]["bad_inner_packet"] > 0, datagram

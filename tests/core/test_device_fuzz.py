@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wgpy.core.drops import Drop
-from wgpy.inmemory import Pair, ipv4_packet
+from wgpy.inmemory import ipv4_packet, live_pair_with_samples
 
 
 def snapshot(side) -> tuple:
@@ -19,26 +19,7 @@ def snapshot(side) -> tuple:
     )
 
 
-def live_pair() -> tuple[Pair, dict[str, bytes]]:
-    """A pair after a handshake and some traffic, plus one captured datagram of each kind."""
-    pair = Pair(seed=7)
-    pair.b.device.under_load_threshold = 10**9
-    pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address, b"first"))
-    samples = {"initiation": pair.wire[0][2]}
-    pair.step(1)
-    samples["response"] = pair.wire[0][2]
-    pair.run()
-    pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address, b"second"))
-    samples["transport"] = pair.wire[-1][2]
-    pair.run()
-    # a cookie reply, made by forcing A's checker (its format is what matters)
-    samples["cookie"] = pair.a.device.cookie_checker.create_reply(
-        samples["initiation"], 1, b"\x01\x02\x03\x04\x00\x01", pair.now
-    )
-    return pair, samples
-
-
-PAIR, SAMPLES = live_pair()
+PAIR, SAMPLES = live_pair_with_samples()
 
 mutation = st.tuples(
     st.sampled_from(sorted(SAMPLES)),
@@ -89,7 +70,7 @@ def test_garbage_from_the_tun_is_dropped(packet):
 
 
 def test_each_malformed_kind_has_its_reason():
-    pair, samples = live_pair()
+    pair, samples = live_pair_with_samples()
     device = pair.b.device
     cases = [
         (b"\x01", Drop.BAD_LENGTH),

@@ -1,7 +1,6 @@
 """Key text formats: base64 as `wg` reads and prints them (the UAPI's hex is in wgpy.uapi.text)."""
 
 import base64
-import binascii
 from collections.abc import Callable
 
 from wgpy.core.constants import KEY_LEN
@@ -19,7 +18,7 @@ def key_from_base64(text: str) -> bytes:
         raise KeyFormatError("Key is not the correct length or format")
     try:
         raw = base64.b64decode(text, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or text that is not ASCII (found by fuzzing)
         raise KeyFormatError("Key is not the correct length or format") from exc
     if len(raw) != KEY_LEN or base64.b64encode(raw).decode() != text:
         raise KeyFormatError("Key is not the correct length or format")
