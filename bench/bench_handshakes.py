@@ -80,7 +80,7 @@ def one_repeat(private_key: bytes, initiators: list[Device], now: float,
     results = {}
 
     device = responder(private_key, initiators, random_bytes)
-    device.under_load_threshold = count + 1  # never under load: every message is handshaken
+    device.handshakes.under_load_depth = count + 1  # never under load: every message is handshaken
     results["handshake"] = timed(device, batch, now)
     replies = [message[0] for _, message in device.take_outbox()]
     if replies.count(MESSAGE_HANDSHAKE_RESPONSE) != count:
@@ -98,7 +98,7 @@ def one_repeat(private_key: bytes, initiators: list[Device], now: float,
         raise RuntimeError(f"bad mac1 not rejected: {_nonzero(device.drops)}")
 
     device = responder(private_key, initiators, random_bytes)
-    device.under_load_threshold = 0  # always under load: no mac2, so a cookie reply each
+    device.handshakes.under_load_depth = 0  # always under load: no mac2, so a cookie reply each
     results["cookie_reply"] = timed(device, batch, now)
     replies = [message[0] for _, message in device.take_outbox()]
     if replies.count(MESSAGE_HANDSHAKE_COOKIE) != count:

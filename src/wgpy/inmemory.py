@@ -136,7 +136,7 @@ def live_pair_with_samples(seed: int = 7) -> tuple[Pair, dict[str, bytes]]:
     (initiation, response, transport, cookie reply): the material for feeding a live core
     mutated valid input (tests/core/test_device_fuzz.py, bench/fuzz.py)."""
     pair = Pair(seed=seed)
-    pair.b.device.under_load_threshold = 10**9
+    pair.b.device.handshakes.under_load_depth = 10**9
     pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address, b"first"))
     samples = {"initiation": pair.wire[0][2]}
     pair.step(1)

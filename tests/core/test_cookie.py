@@ -59,7 +59,7 @@ def test_forged_reply_and_wrong_mac1_key():
 def test_under_load_valid_mac2_is_still_rate_limited_per_source():
     pair = Pair()
     device = pair.b.device
-    device.under_load_threshold = 0
+    device.handshakes.under_load_depth = 0
     pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address))
     pair.run()  # cookie reply delivered to A
     accepted = 0

@@ -185,7 +185,7 @@ def test_wrong_mac1_and_unknown_peer():
 
 def test_cookie_reply_under_load_then_mac2_accepted():
     pair = Pair()
-    pair.b.device.under_load_threshold = 0
+    pair.b.device.handshakes.under_load_depth = 0
     pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address, b"under load"))
     pair.run()
     assert pair.b.device.drops[Drop.COOKIE_NEEDED] == 1

@@ -222,7 +222,7 @@ def test_core_under_load_sends_a_cookie_that_wireguard_go_answers_with_mac2(lab)
     REKEY_TIMEOUT carries a mac2 from that cookie, which we accept."""
     go_ns, iface, go_public, sock, _py_ns = lab
     driver, peer = make_core(go_ns, iface, go_public, sock, None)
-    driver.device.under_load_threshold = 0  # every handshake finds us under load
+    driver.device.handshakes.under_load_depth = 0  # every handshake finds us under load
     ping = subprocess.Popen(
         ["ip", "netns", "exec", go_ns.name, "ping", "-c", "1", "-W", "15", PY_TUNNEL],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -52,11 +52,11 @@ def test_an_exception_in_a_batch_is_counted_and_the_loop_goes_on(root_netns):
     seen: list[bytes] = []
     real_decrypt = device.decrypt
 
-    def flaky_decrypt(datagram, source, now):
+    def flaky_decrypt(datagram, source, now, context=None):
         seen.append(bytes(datagram))
         if len(seen) == 1:
             raise RuntimeError("a bug in the core")
-        return real_decrypt(datagram, source, now)
+        return real_decrypt(datagram, source, now, context)
 
     device.decrypt = flaky_decrypt  # type: ignore[method-assign]
     with running(device) as tunnel:
@@ -92,7 +92,7 @@ def test_cookie_reply_leaves_from_the_address_the_initiation_was_sent_to(root_ne
     server_key, client_key = generate_private_key(os.urandom), generate_private_key(os.urandom)
     server = Device(server_key)
     server.add_peer(public_key(client_key))
-    server.under_load_threshold = 0  # every handshake finds us under load
+    server.handshakes.under_load_depth = 0  # every handshake finds us under load
     with running(server) as tunnel, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(3)

@@ -41,13 +41,12 @@ from wgpy.core.constants import (
     REKEY_AFTER_TIME,
     REKEY_TIMEOUT,
     REKEY_TIMEOUT_JITTER_MAX,
-    UNDER_LOAD_AFTER_TIME,
-    UNDER_LOAD_QUEUE_LENGTH,
     ZERO_KEY,
 )
 from wgpy.core.cookie import CookieChecker
 from wgpy.core.crypto import aead_nonce
 from wgpy.core.drops import Drop, new_counters
+from wgpy.core.handshakequeue import HandshakeQueue
 from wgpy.core.icmp import UnreachableReporter
 from wgpy.core.indextable import IndexTable
 from wgpy.core.keypair import Keypair
@@ -57,6 +56,8 @@ from wgpy.core.ratelimiter import RateLimiter
 from wgpy.core.timers import PeerTimers, Timer, TimerQueue
 
 Datagram = tuple[Endpoint, bytes]
+# A screened handshake message waiting for its costly part: (message, type, source, context).
+QueuedHandshake = tuple[bytes, int, Endpoint, object]
 
 _PADDING_MASK = ~(MESSAGE_PADDING_MULTIPLE - 1)
 # Last-minute rekey: the initiator renews before its receiving key would be rejected.
@@ -101,6 +102,8 @@ class Device:
         self.index_table: IndexTable[Peer | Keypair] = IndexTable(random_bytes)
         self.cookie_checker = CookieChecker(random_bytes)
         self.rate_limiter = RateLimiter()
+        # Cookie replies are limited per source too: under a flood they are what we send most.
+        self.cookie_rate_limiter = RateLimiter()
         self.timers = TimerQueue()
         self.outbox: list[Datagram] = []
         self.tun_outbox: list[bytes] = []
@@ -111,11 +114,12 @@ class Device:
         # Whether the last datagram given to `decrypt` authenticated its sender (so the I/O
         # layer may keep the local address it arrived on for replies: sticky source).
         self.source_authenticated = False
-        # Under load: more than this many handshake messages within one second.
-        self.under_load_threshold = UNDER_LOAD_QUEUE_LENGTH
-        self._load_window_start = float("-inf")
-        self._load_count = 0
-        self._under_load_until = float("-inf")
+        # Handshakes that passed the cheap checks; their depth decides "under load".
+        self.handshakes: HandshakeQueue[QueuedHandshake] = HandshakeQueue()
+        # False: `decrypt` finishes each handshake at once (tests, in-memory use). The I/O
+        # shell sets True and runs the queue with `process_handshake` after the data packets,
+        # so no data packet waits behind a pile of handshakes.
+        self.defer_handshakes = False
         if private_key is not None:
             self.set_private_key(private_key, 0.0)
 
@@ -177,6 +181,8 @@ class Device:
         if running == self.running:
             return
         self.running = running
+        if not running:
+            self.handshakes.clear()
         for peer in list(self.peers.values()):
             if running:
                 if peer.persistent_keepalive_interval:
@@ -316,8 +322,12 @@ class Device:
 
     # ------------------------------------------------------------------ inbound
 
-    def decrypt(self, datagram: bytes, source: Endpoint, now: float) -> bytes | None:
-        """A datagram from the network; returns an IP packet to deliver, or None."""
+    def decrypt(self, datagram: bytes, source: Endpoint, now: float,
+                context: object = None) -> bytes | None:
+        """A datagram from the network; returns an IP packet to deliver, or None.
+
+        A handshake message is screened and queued (see `process_handshake`) with `context`,
+        what the shell wants back if it authenticates (the local address it arrived on)."""
         self.source_authenticated = False
         size = len(datagram)
         if size < 4:
@@ -334,7 +344,7 @@ class Device:
         elif message_type == MESSAGE_HANDSHAKE_COOKIE:
             self._receive_cookie_reply(datagram, now)
         else:
-            self._receive_handshake(datagram, message_type, source, now)
+            self._receive_handshake(datagram, message_type, source, now, context)
         return None
 
     def _receive_transport(self, datagram: bytes, source: Endpoint, now: float) -> bytes | None:
@@ -434,24 +444,21 @@ class Device:
 
     # ------------------------------------------------------------------ handshakes
 
-    def _under_load(self, now: float) -> bool:
-        if now - self._load_window_start >= 1.0:
-            self._load_window_start = now
-            self._load_count = 0
-        self._load_count += 1
-        if self._load_count > self.under_load_threshold:
-            self._under_load_until = now + UNDER_LOAD_AFTER_TIME
-        return now < self._under_load_until
-
     def _receive_handshake(
-        self, message: bytes, message_type: int, source: Endpoint, now: float
+        self, message: bytes, message_type: int, source: Endpoint, now: float, context: object
     ) -> None:
+        """The cheap checks, cheapest first, then the queue: mac1 (one BLAKE2s); under load,
+        mac2 (else a cookie reply, at most as often as the per-source rate limiter allows) and
+        the per-source handshake rate (cookie.c / receive.c of the kernel)."""
         if not self.cookie_checker.check_mac1(message):
             self.drops[Drop.BAD_MAC1] += 1
             return
-        if self._under_load(now):
+        if self.handshakes.under_load(now):
             cookie_source = endpoint_cookie_source(source)
             if not self.cookie_checker.check_mac2(message, cookie_source, now):
+                if not self.cookie_rate_limiter.allow(cookie_source[:-2], now):
+                    self.drops[Drop.COOKIE_RATELIMITED] += 1
+                    return
                 sender = MESSAGE_TYPE.unpack_from(message, 4)[0]
                 reply = self.cookie_checker.create_reply(message, sender, cookie_source, now)
                 self.outbox.append((source, reply))
@@ -460,14 +467,32 @@ class Device:
             if not self.rate_limiter.allow(cookie_source[:-2], now):
                 self.drops[Drop.RATELIMITED] += 1
                 return
-        if message_type == MESSAGE_HANDSHAKE_INITIATION:
+        if not self.handshakes.push((message, message_type, source, context)):
+            self.drops[Drop.HANDSHAKE_QUEUE_FULL] += 1
+            return
+        if not self.defer_handshakes:
+            self.process_handshake(now)
+
+    def process_handshake(self, now: float) -> tuple[Endpoint, object] | None:
+        """Finish the oldest queued handshake (the costly part: Noise, DH, the answer).
+
+        Returns its (source, context) when it authenticated the sender, so the shell may keep
+        the local address it arrived on for replies; None otherwise (or if none waits)."""
+        self.source_authenticated = False
+        if not self.handshakes:
+            return None
+        message, message_type, source, context = self.handshakes.pop()
+        if self.identity is None:  # the key was removed while it waited
+            self.drops[Drop.HANDSHAKE_FAILED] += 1
+        elif message_type == MESSAGE_HANDSHAKE_INITIATION:
             self._receive_initiation(message, source, now)
         else:
             self._receive_response(message, source, now)
+        return (source, context) if self.source_authenticated else None
 
     def _receive_initiation(self, message: bytes, source: Endpoint, now: float) -> None:
         identity = self.identity
-        assert identity is not None  # mac1 cannot verify without one
+        assert identity is not None  # process_handshake checked
         received = noise.open_initiation(identity, message)
         if received is None:
             self.drops[Drop.HANDSHAKE_FAILED] += 1

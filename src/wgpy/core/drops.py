@@ -14,6 +14,8 @@ class Drop(StrEnum):
     BAD_MAC1 = "bad_mac1"  # handshake not addressed to our public key
     COOKIE_NEEDED = "cookie_needed"  # under load and mac2 missing/stale: cookie reply sent
     RATELIMITED = "ratelimited"  # under load and this source exceeded its handshake rate
+    COOKIE_RATELIMITED = "cookie_ratelimited"  # as cookie_needed, but this source had its share
+    HANDSHAKE_QUEUE_FULL = "handshake_queue_full"  # MAX_QUEUED_INCOMING_HANDSHAKES waiting
     UNKNOWN_PEER = "unknown_peer"  # initiation from a static key we have no peer for
     HANDSHAKE_FAILED = "handshake_failed"  # handshake did not authenticate
     HANDSHAKE_REPLAY = "handshake_replay"  # initiation timestamp not newer than the last one

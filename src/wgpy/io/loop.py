@@ -14,6 +14,12 @@ from a peer: WGPY_KEEP_WARM, 3 by default) the loop also wakes every few millise
 the packet path in the CPU caches (warm.py): on a VM that is what an idle ping's round trip
 is made of. Packets no peer takes (the kernel's own IPv6 chatter on the TUN) do not count.
 
+Handshake messages cost ten to forty times a data packet, and anyone who knows our public key
+can send them, so the core only screens them on arrival (mac1, cookie replies under load) and
+queues them; the loop finishes queued handshakes after the packets of each wake-up, for at
+most HANDSHAKE_SLICE seconds, so data never waits behind a pile of handshakes and UAPI calls
+are never starved. The queue's depth is what puts the core "under load" (handshakequeue.py).
+
 Like wireguard-go, the UDP port is bound from the start (a random one until ListenPort is
 set), traffic flows only while the interface is up, and taking it down forgets every session.
 """
@@ -27,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
@@ -41,6 +47,8 @@ log = logging.getLogger("wgpy.loop")
 T = TypeVar("T")
 
 BATCH = 128
+# Seconds of queued handshakes finished per wake-up, after its packets (at least one each).
+HANDSHAKE_SLICE = 0.0005
 
 
 class Tunnel:
@@ -53,6 +61,7 @@ class Tunnel:
         self.tun = tun
         self._udp_offload = udp_offload
         self.device = device
+        device.defer_handshakes = True
         self._warm_window = keep_warm_window() if keep_warm is None else keep_warm
         self._warmer = Warmer() if self._warm_window > 0 else None
         self.udp: UdpSocket | None = None
@@ -160,10 +169,12 @@ class Tunnel:
                 if warming:
                     warm_at = now + WARM_INTERVAL
                     wake_at = warm_at if wake_at is None else min(wake_at, warm_at)
+                if self.device.handshakes:
+                    wake_at = now
                 events = self._epoll.poll(-1 if wake_at is None else max(0.0, wake_at - now))
                 now = time.monotonic()
                 udp = self.udp
-                if not events and warming:
+                if not events and warming and not self.device.handshakes:
                     self._keep_warm()
                 for fd, _ in events:
                     try:
@@ -182,6 +193,8 @@ class Tunnel:
                     except Exception:  # a bug must cost a batch, not the interface
                         self.internal_errors += 1
                         log.exception("internal error in the data loop; batch dropped")
+                if self.device.handshakes:
+                    self._run_handshakes()
                 deadline = self.device.next_deadline()
                 if deadline is not None and deadline <= now:
                     self.device.tick(now)
@@ -295,12 +308,13 @@ class Tunnel:
         self, udp: UdpSocket, datagram: bytes, source: Endpoint, pktinfo: ControlMessage | None,
         now: float,
     ) -> None:
-        """A handshake message, a cookie reply or garbage. What the core answers to one that
-        did not authenticate (a cookie reply, under load) leaves at once from the address it
+        """A handshake message (screened and queued by the core, with the arrival address for
+        `_run_handshakes`), a cookie reply or garbage. What the core answers to one that did
+        not authenticate (a cookie reply, under load) leaves at once from the address it
         was sent to, as wireguard-go's does, without that address sticking to the sender."""
         outbox = self.device.outbox
         queued = len(outbox)
-        self.device.decrypt(datagram, source, now)
+        self.device.decrypt(datagram, source, now, pktinfo)
         if pktinfo is None or self.device.source_authenticated or len(outbox) == queued:
             return
         for endpoint, reply in outbox[queued:]:
@@ -310,6 +324,27 @@ class Tunnel:
                 self.udp_send_errors += 1
                 log.debug("reply to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
         del outbox[queued:]
+
+    def _run_handshakes(self) -> None:
+        """Finish queued handshakes for up to HANDSHAKE_SLICE seconds; a sender that
+        authenticated keeps the local address it reached us on (sticky source)."""
+        device = self.device
+        udp = self.udp
+        stop_at = time.monotonic() + HANDSHAKE_SLICE
+        while device.handshakes:
+            try:
+                authenticated = device.process_handshake(time.monotonic())
+            except Exception:  # a bug must cost a handshake, not the interface
+                self.internal_errors += 1
+                log.exception("internal error finishing a handshake; dropped")
+                authenticated = None
+            if authenticated is not None and udp is not None:
+                source, pktinfo = authenticated
+                if pktinfo is not None:
+                    udp.remember_source(source, cast(ControlMessage, pktinfo))
+            if time.monotonic() >= stop_at:
+                break
+        self._flush_outbox()
 
     def _flush_outbox(self) -> None:
         if not self.device.outbox:
