@@ -7,11 +7,13 @@ would not pick itself for a reply to 127.0.0.1: the sticky source must be what m
 import errno
 import os
 import socket
+import sys
 import time
 
 import pytest
 
-from wgpy.io.udp import IPV6_PKTINFO, UDP_SEGMENT, UdpSocket, gso_supported
+from wgpy.io import udp as udp_module
+from wgpy.io.udp import IPV6_PKTINFO, UDP_SEGMENT, UdpSocket, gso_supported, path_mtu
 
 
 def wait_receive(udp: UdpSocket, timeout: float = 2.0):
@@ -109,8 +111,10 @@ class KernelWithoutGso:
     """A socket whose kernel refuses UDP_SEGMENT, as one without GSO (or whose route's device
     cannot checksum) does: the option is unknown and a send carrying it fails."""
 
-    def __init__(self, sock: socket.socket, error: int) -> None:
-        self._sock, self._error = sock, error
+    def __init__(self, sock: socket.socket, error: int, above: int = 0) -> None:
+        """Refuses GSO sends whose segments are larger than `above` with `error`."""
+        self._sock, self._error, self._above = sock, error, above
+        self.gso_sends = 0
 
     def getsockopt(self, level: int, option: int, *args):
         if (level, option) == (socket.SOL_UDP, UDP_SEGMENT):
@@ -118,8 +122,11 @@ class KernelWithoutGso:
         return self._sock.getsockopt(level, option, *args)
 
     def sendmsg(self, buffers, controls=(), flags=0, address=None):
-        if any(kind == UDP_SEGMENT for _, kind, _ in controls):
-            raise OSError(self._error, os.strerror(self._error))
+        segment = [data for _, kind, data in controls if kind == UDP_SEGMENT]
+        if segment:
+            self.gso_sends += 1
+            if int.from_bytes(segment[0], sys.byteorder) > self._above:
+                raise OSError(self._error, os.strerror(self._error))
         return self._sock.sendmsg(buffers, controls, flags, address)
 
     def __getattr__(self, name: str):
@@ -131,14 +138,55 @@ def test_gso_probe_says_no_on_a_kernel_without_udp_segment(udp):
     assert not gso_supported(KernelWithoutGso(udp.sock, errno.EIO))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("error", [errno.EIO, errno.EOPNOTSUPP, errno.EINVAL])
+@pytest.mark.parametrize("error", [errno.EIO, errno.EOPNOTSUPP, errno.EMSGSIZE, errno.EINVAL])
 def test_a_refused_gso_send_falls_back_to_one_send_per_datagram(udp, error):
-    """EIO/EOPNOTSUPP: GSO is off from then on; EINVAL (this batch only, e.g. too big for
-    the path) keeps it. Either way every datagram arrives, in order."""
+    """EIO/EOPNOTSUPP: GSO is off from then on; EMSGSIZE/EINVAL (segments larger than the
+    path takes) keep it. Either way every datagram arrives, in order, and none is counted as
+    a failure."""
     with client("127.0.0.1") as peer:
         endpoint = ("127.0.0.1", peer.getsockname()[1])
         udp.sock = KernelWithoutGso(udp.sock, error)  # type: ignore[assignment]
         batch = [(endpoint, bytes([i]) * 200) for i in range(5)]
         assert udp.send_batch(batch) == 0
         assert [peer.recvfrom(300)[0] for _ in range(5)] == [d for _, d in batch]
-        assert udp.gso == (error == errno.EINVAL)
+        assert udp.gso == (error in (errno.EMSGSIZE, errno.EINVAL))
+
+
+def test_a_narrow_path_is_remembered_then_rechecked(udp, monkeypatch):
+    """After a refusal, batches too big for the path MTU the kernel then reports go to that
+    endpoint one by one without asking the kernel again (those that fit, and other endpoints,
+    still use GSO), until PATH_RECHECK_SECONDS have passed: then GSO is tried again at full
+    size, in case the path grew."""
+    clock = [1000.0]
+    monkeypatch.setattr(udp_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(udp_module, "path_mtu", lambda endpoint, fwmark: 1200 + 28)
+    with client("127.0.0.1") as narrow_peer, client("127.0.0.1") as other_peer:
+        narrow = ("127.0.0.1", narrow_peer.getsockname()[1])
+        other = ("127.0.0.1", other_peer.getsockname()[1])
+        kernel = KernelWithoutGso(udp.sock, errno.EMSGSIZE, above=1200)
+        udp.sock = kernel  # type: ignore[assignment]
+
+        def send(endpoint, size, peer) -> None:
+            batch = [(endpoint, bytes([i]) * size) for i in range(4)]
+            assert udp.send_batch(batch) == 0
+            assert [peer.recvfrom(2000)[0] for _ in range(4)] == [d for _, d in batch]
+
+        send(narrow, 1400, narrow_peer)
+        assert kernel.gso_sends == 1
+        send(narrow, 1400, narrow_peer)
+        send(narrow, 1300, narrow_peer)
+        assert kernel.gso_sends == 1  # remembered: no refused send again
+        send(narrow, 1200, narrow_peer)
+        send(other, 1400, other_peer)
+        assert kernel.gso_sends == 3  # datagrams that fit, and other endpoints: GSO as before
+        clock[0] += udp_module.PATH_RECHECK_SECONDS
+        send(narrow, 1400, narrow_peer)
+        assert kernel.gso_sends == 4  # rechecked
+        assert udp.gso
+
+
+def test_path_mtu_is_the_route_mtu():
+    """Loopback's MTU is what the kernel reports for a path over it (IP_MTU stops at 65535)."""
+    with open("/sys/class/net/lo/mtu") as handle:
+        assert path_mtu(("127.0.0.1", 9)) == min(int(handle.read()), 65535)
+    assert path_mtu(("192.0.2.1", 9)) in (None, *range(68, 65537))  # routed or not: no crash

@@ -12,6 +12,14 @@ with several addresses the kernel would otherwise pick the route's preferred sou
 peer behind NAT or a stateful firewall would drop replies from an address it never contacted.
 If that address goes away, the send fails (EINVAL, ENETUNREACH); the source is forgotten and
 the kernel picks one again.
+
+Narrow paths: a UDP GSO segment is never fragmented, so the kernel refuses a GSO send whose
+segments exceed the path MTU (EMSGSIZE; EINVAL on older kernels), where a plain send of the
+same datagram would be fragmented (the socket keeps the default IP_PMTUDISC_WANT, as
+wireguard-go does). A refused batch goes out one datagram per send, and the path's limit (the
+kernel's path MTU to that endpoint, IP_MTU / IPV6_MTU, learned from the local link or from ICMP
+frag-needed / Packet Too Big) is remembered for PATH_RECHECK_SECONDS so later batches skip
+the refusal; after that GSO is tried again, in case the path has grown.
 """
 
 import errno
@@ -19,6 +27,7 @@ import logging
 import select
 import socket
 import struct
+import time
 
 from wgpy.core.peer import Endpoint
 
@@ -33,6 +42,8 @@ GSO_MAX_BYTES = 65000
 _SEGMENT_SIZE = struct.Struct("H")
 _GRO_SIZE = struct.Struct("i")
 IP_PKTINFO = 8
+IP_MTU = 14
+IPV6_MTU = 24
 IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
 _IN_PKTINFO = struct.Struct("=i4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
@@ -51,6 +62,17 @@ _SOURCE_GONE = (errno.EINVAL, errno.EADDRNOTAVAIL, errno.ENETUNREACH)
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 SO_RCVBUFFORCE = 33
 SO_SNDBUFFORCE = 32
+# How a GSO send whose segments do not fit the path MTU is refused (EINVAL before Linux 6.x).
+_SEGMENT_TOO_BIG = (errno.EMSGSIZE, errno.EINVAL)
+# How a kernel (or the route's device) without usable UDP GSO refuses it: GSO off for good.
+_NO_GSO = (errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EIO)
+# How long a narrow path's limit is trusted before GSO is tried at full size again: a refusal
+# costs one extra system call and no datagram, and paths widen (a route or link MTU change, the
+# kernel's learned PMTU expiring after net.ipv4.route.mtu_expires).
+PATH_RECHECK_SECONDS = 5.0
+_IP_HEADER = 20
+_IPV6_HEADER = 40
+_UDP_HEADER = 8
 
 
 def normalize(address: tuple) -> Endpoint:
@@ -102,6 +124,35 @@ def gso_supported(sock: socket.socket) -> bool:
     return True
 
 
+def path_mtu(endpoint: Endpoint, fwmark: int = 0) -> int | None:
+    """The kernel's path MTU towards `endpoint` (the route's, or what ICMP taught it), asked
+    through a connected probe socket carrying the same fwmark (so that wg-quick's policy
+    routing picks the same route as the tunnel's datagrams); None if it cannot tell."""
+    host, port = endpoint
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            if fwmark:
+                probe.setsockopt(socket.SOL_SOCKET, SO_MARK, _MARK.pack(fwmark))
+            probe.connect((host, port))  # (a UDP connect sends nothing)
+            if family == socket.AF_INET:
+                return probe.getsockopt(socket.IPPROTO_IP, IP_MTU)
+            return probe.getsockopt(socket.IPPROTO_IPV6, IPV6_MTU)
+    except OSError:
+        return None
+
+
+def largest_segment(endpoint: Endpoint, refused_size: int, fwmark: int = 0) -> int:
+    """The largest datagram that can go in a GSO send to `endpoint` now that one of
+    `refused_size` was refused: what the path MTU leaves after the IP and UDP headers, and in
+    any case less than what was refused."""
+    mtu = path_mtu(endpoint, fwmark)
+    if mtu is None:
+        return refused_size - 1
+    header = _IPV6_HEADER if ":" in endpoint[0] else _IP_HEADER
+    return min(refused_size - 1, mtu - header - _UDP_HEADER)
+
+
 def _source_control(pktinfo: ControlMessage) -> ControlMessage | None:
     """The control message that sends from the local address a received `pktinfo` names;
     None when it is truncated."""
@@ -128,6 +179,9 @@ class UdpSocket:
         self._addresses: dict[Endpoint, tuple] = {}
         # endpoint -> (the PKTINFO it last authenticated with, the control message to send with)
         self._sources: dict[Endpoint, tuple[ControlMessage, ControlMessage]] = {}
+        # endpoint -> (largest datagram a GSO send to it may carry, when to try larger again):
+        # only endpoints behind a path narrower than the datagrams (see the module docstring)
+        self._narrow: dict[Endpoint, tuple[int, float]] = {}
         # GSO: probed here (a kernel older than UDP_SEGMENT would ignore the control message
         # and send one giant datagram), and turned off for good by a send the kernel refuses
         self.gso = offload and gso_supported(self.sock)
@@ -217,7 +271,8 @@ class UdpSocket:
         """Send datagrams, coalescing runs to one endpoint into UDP GSO sends.
 
         A run is consecutive datagrams to the same endpoint of the same size (the last may be
-        shorter), as UDP_SEGMENT requires. Returns the number of send errors.
+        shorter), as UDP_SEGMENT requires, and no larger than that endpoint's path allows.
+        Returns the number of datagrams that could not be sent.
         """
         count = len(batch)
         errors = 0
@@ -226,7 +281,8 @@ class UdpSocket:
             endpoint, first = batch[start]
             size = len(first)
             end = start + 1
-            if self.gso and end < count:  # (a lone datagram, a quiet tunnel's case, skips this)
+            # (a lone datagram, a quiet tunnel's case, skips this)
+            if self.gso and end < count and self._fits(endpoint, size):
                 limit = min(count, start + GSO_MAX_SEGMENTS, start + GSO_MAX_BYTES // size)
                 while end < limit:
                     next_endpoint, datagram = batch[end]
@@ -235,30 +291,58 @@ class UdpSocket:
                     end += 1
                     if len(datagram) < size:
                         break
-            try:
-                if end - start == 1:
-                    self._send(first, endpoint, [])
-                else:
-                    self._send_segments(endpoint, [d for _, d in batch[start:end]], size)
-            except OSError as exc:
-                errors += end - start
-                log.debug("UDP send to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
+            if end - start == 1:
+                errors += self._send_each(endpoint, [first])
+            else:
+                errors += self._send_segments(endpoint, [d for _, d in batch[start:end]], size)
             start = end
         return errors
 
-    def _send_segments(self, endpoint: Endpoint, datagrams: list[bytes], size: int) -> None:
+    def _fits(self, endpoint: Endpoint, size: int) -> bool:
+        """Whether datagrams of `size` may go to `endpoint` in one GSO send: yes, unless its
+        path was found narrower and that is recent enough to still believe."""
+        narrow = self._narrow.get(endpoint)
+        if narrow is None or size <= narrow[0]:
+            return True
+        if time.monotonic() < narrow[1]:
+            return False
+        del self._narrow[endpoint]  # time to find out whether the path has grown
+        return True
+
+    def _send_segments(self, endpoint: Endpoint, datagrams: list[bytes], size: int) -> int:
+        """One GSO send; if the kernel refuses it, one send per datagram (which the kernel
+        fragments to fit the path). Returns the number of datagrams not sent."""
         try:
             self._send(b"".join(datagrams),
                        endpoint, [(socket.SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))])
+            return 0
         except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EIO, errno.EINVAL):
-                if exc.errno != errno.EINVAL:
-                    log.info("UDP GSO unavailable (%s); sending one datagram per call", exc)
-                    self.gso = False
-                for datagram in datagrams:  # EINVAL: e.g. larger than the path MTU
-                    self._send(datagram, endpoint, [])
+            if exc.errno in _SEGMENT_TOO_BIG:
+                largest = largest_segment(endpoint, size, self.fwmark)
+                if len(self._narrow) > 65536:
+                    self._narrow.clear()
+                self._narrow[endpoint] = (largest, time.monotonic() + PATH_RECHECK_SECONDS)
+                log.info("path to %s:%d is narrower than %d-byte datagrams: sending them "
+                         "one by one (the kernel fragments them); GSO up to %d bytes",
+                         endpoint[0], endpoint[1], size, largest)
+            elif exc.errno in _NO_GSO:
+                log.info("UDP GSO unavailable (%s); sending one datagram per call", exc)
+                self.gso = False
             else:
-                raise
+                log.debug("UDP GSO send to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
+                return len(datagrams)
+        return self._send_each(endpoint, datagrams)
+
+    def _send_each(self, endpoint: Endpoint, datagrams: list[bytes]) -> int:
+        """One send per datagram; returns how many failed."""
+        errors = 0
+        for datagram in datagrams:
+            try:
+                self._send(datagram, endpoint, [])
+            except OSError as exc:
+                errors += 1
+                log.debug("UDP send to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
+        return errors
 
     def receive(self) -> tuple[memoryview, int, tuple, ControlMessage | None] | None:
         """One receive: (data, segment size, sockaddr, pktinfo), or None when nothing waits.
