@@ -24,7 +24,7 @@ PATH_MTU = 1400
 TRANSFER_BYTES = 8 * 1024 * 1024
 TIMEOUT = 20.0
 PAIRINGS = [("wgpyd", "wgpyd"), ("wgpyd", "wireguard-go"), ("wireguard-go", "wgpyd")]
-FRAGMENTS_CREATED = {"4": "IpFragCreates", "6": "Ip6FragCreates"}
+FRAGMENTS_CREATED = {"4": "IpFragCreates", "6": "Ip6FragCreates", "mapped": "IpFragCreates"}
 
 
 def transfer_both_ways(lab: Lab, size: int = TRANSFER_BYTES,
@@ -120,6 +120,18 @@ def test_tcp_moves_both_ways_through_a_narrow_path(wireguard_go, pairing, family
         if routed and family == "6":
             route = lab.a.ns.run("ip", "route", "get", lab.b.underlay6).stdout
             assert f"mtu {PATH_MTU}" in route, route
+
+
+def test_an_ipv4_mapped_endpoint_is_an_ipv4_path(wireguard_go):
+    """An endpoint configured as [::ffff:a.b.c.d] travels over IPv4 and its path MTU is
+    IPv4's: the same narrow link, the same result."""
+    with tunnel_lab("wgpyd", "wgpyd", endpoint_on_a="mapped", endpoint_on_b="mapped",
+                    underlay_mtu=PATH_MTU) as lab:
+        wait_for_tunnel(lab)
+        received = transfer_both_ways(lab)
+        assert received == {"a": TRANSFER_BYTES, "b": TRANSFER_BYTES}, received
+        assert_nothing_lost_on_send(lab)
+        assert fragments_created(lab.a.ns, "mapped") > 0
 
 
 @pytest.mark.parametrize("family", ["4", "6"])

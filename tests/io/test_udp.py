@@ -188,5 +188,6 @@ def test_a_narrow_path_is_remembered_then_rechecked(udp, monkeypatch):
 def test_path_mtu_is_the_route_mtu():
     """Loopback's MTU is what the kernel reports for a path over it (IP_MTU stops at 65535)."""
     with open("/sys/class/net/lo/mtu") as handle:
-        assert path_mtu(("127.0.0.1", 9)) == min(int(handle.read()), 65535)
+        mtu = min(int(handle.read()), 65535)
+    assert path_mtu(("127.0.0.1", 9)) == path_mtu(("::ffff:127.0.0.1", 9)) == mtu
     assert path_mtu(("192.0.2.1", 9)) in (None, *range(68, 65537))  # routed or not: no crash

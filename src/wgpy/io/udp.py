@@ -128,7 +128,7 @@ def path_mtu(endpoint: Endpoint, fwmark: int = 0) -> int | None:
     """The kernel's path MTU towards `endpoint` (the route's, or what ICMP taught it), asked
     through a connected probe socket carrying the same fwmark (so that wg-quick's policy
     routing picks the same route as the tunnel's datagrams); None if it cannot tell."""
-    host, port = endpoint
+    host, port = normalize(endpoint)  # (an IPv4-mapped endpoint travels over IPv4)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as probe:
@@ -149,7 +149,7 @@ def largest_segment(endpoint: Endpoint, refused_size: int, fwmark: int = 0) -> i
     mtu = path_mtu(endpoint, fwmark)
     if mtu is None:
         return refused_size - 1
-    header = _IPV6_HEADER if ":" in endpoint[0] else _IP_HEADER
+    header = _IPV6_HEADER if ":" in normalize(endpoint)[0] else _IP_HEADER
     return min(refused_size - 1, mtu - header - _UDP_HEADER)
 
 
