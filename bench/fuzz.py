@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="stop each target after this long (whichever comes first)")
     parser.add_argument("--engine", choices=("auto", "atheris", "mutator"), default="auto")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--smoke", action="store_true", help="2 s per target (for CI)")
+    parser.add_argument("--smoke", action="store_true", help="1 s per target (for CI)")
     parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown target {', '.join(unknown)}; choose from {TARGET_NAMES}")
     if args.smoke:
-        args.seconds = 2.0
+        args.seconds = 1.0
     if args.engine == "auto":
         args.engine = "atheris" if importlib.util.find_spec("atheris") else "mutator"
     return args

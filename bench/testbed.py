@@ -130,6 +130,16 @@ class Namespace:
                                 start_new_session=True, **kwargs)
 
 
+def veth_pair(*ends: tuple[Namespace, str, str]) -> None:
+    """A veth pair between two namespaces, each end (namespace, name, IPv4) addressed /24, up."""
+    (ns_a, name_a, _), (ns_b, name_b, _) = ends
+    run("ip", "link", "add", name_a, "netns", ns_a.name, "type", "veth",
+        "peer", "name", name_b, "netns", ns_b.name)
+    for ns, name, address in ends:
+        ns.run("ip", "addr", "add", f"{address}/24", "dev", name)
+        ns.run("ip", "link", "set", name, "up")
+
+
 @dataclass
 class Daemon:
     kind: str
@@ -197,11 +207,7 @@ class Testbed:
             self.a = self._stack.enter_context(Namespace(self.names[0]))
             self.b = self._stack.enter_context(Namespace(self.names[1]))
             self.keydir = self._stack.enter_context(tempfile.TemporaryDirectory())
-            run("ip", "link", "add", self.veths[0], "netns", self.a.name, "type", "veth",
-                "peer", "name", self.veths[1], "netns", self.b.name)
-            for ns, veth, address in zip((self.a, self.b), self.veths, UNDERLAY, strict=True):
-                ns.run("ip", "addr", "add", f"{address}/24", "dev", veth)
-                ns.run("ip", "link", "set", veth, "up")
+            veth_pair((self.a, self.veths[0], UNDERLAY[0]), (self.b, self.veths[1], UNDERLAY[1]))
         except BaseException:
             self._stack.close()
             raise
