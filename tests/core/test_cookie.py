@@ -65,7 +65,7 @@ def test_under_load_valid_mac2_is_still_rate_limited_per_source():
     accepted = 0
     for attempt in range(12):
         pair.a.peer.last_sent_handshake = None  # let A initiate again at once
-        pair.a.device._send_initiation(pair.a.peer, False, pair.now)
+        pair.a.device.send_initiation(pair.a.peer, pair.now)
         pair.collect(pair.a)
         before = device.drops[Drop.RATELIMITED]
         pair.run()

@@ -1,4 +1,7 @@
-"""The device core: peers, cryptokey routing, handshakes, transport data and timers.
+"""The device core: peers, cryptokey routing, handshakes and transport data.
+
+The state machine that drives the protocol's timers; their rules (when each is armed, cancelled
+and what its expiry does) are all in timers.py, called here at the events they name.
 
 Sans-I/O. The shell hands in datagrams (with their source endpoint), IP packets from the TUN
 and the time; the core hands back what to deliver and what to send:
@@ -9,7 +12,8 @@ and the time; the core hands back what to deliver and what to send:
   were waiting for a session) is appended to `outbox` as `(endpoint, datagram)`;
 * ICMP errors for packets no peer can take (see icmp.py) are appended to `tun_outbox`, to be
   written back into the TUN;
-* `tick(now)` runs due timers; `next_deadline()` says when to call it next.
+* `tick(now)` runs due timers (dispatched by timers.EXPIRY); `next_deadline()` says when to
+  call it next.
 
 Network input never raises: every rejected packet is counted in `drops` under a named reason.
 The rules follow wireguard-go and the Linux module; comments name the reference function where
@@ -18,7 +22,6 @@ behaviour is subtle.
 
 import ipaddress
 import os
-import random
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
@@ -28,7 +31,6 @@ from wgpy.core.allowedips import AllowedIPs
 from wgpy.core.constants import (
     DEFAULT_MTU,
     KEEPALIVE_TIMEOUT,
-    MAX_TIMER_HANDSHAKES,
     MESSAGE_HANDSHAKE_COOKIE,
     MESSAGE_HANDSHAKE_INITIATION,
     MESSAGE_PADDING_MULTIPLE,
@@ -40,7 +42,6 @@ from wgpy.core.constants import (
     REKEY_AFTER_MESSAGES,
     REKEY_AFTER_TIME,
     REKEY_TIMEOUT,
-    REKEY_TIMEOUT_JITTER_MAX,
     ZERO_KEY,
 )
 from wgpy.core.cookie import CookieChecker
@@ -53,7 +54,20 @@ from wgpy.core.keypair import Keypair
 from wgpy.core.messages import HANDSHAKE_SIZES, MESSAGE_TYPE, RESPONSE, TRANSPORT_HEADER
 from wgpy.core.peer import Endpoint, Peer
 from wgpy.core.ratelimiter import RateLimiter
-from wgpy.core.timers import PeerTimers, Timer, TimerQueue
+from wgpy.core.timers import (
+    EXPIRY,
+    TimerQueue,
+    any_authenticated_packet_received,
+    any_authenticated_packet_sent,
+    any_authenticated_packet_traversal,
+    data_received,
+    data_sent,
+    handshake_complete,
+    handshake_initiated,
+    persistent_keepalive_off,
+    session_derived,
+    stopped,
+)
 
 Datagram = tuple[Endpoint, bytes]
 # A screened handshake message waiting for its costly part: (message, type, source, context).
@@ -62,12 +76,6 @@ QueuedHandshake = tuple[bytes, int, Endpoint, object]
 _PADDING_MASK = ~(MESSAGE_PADDING_MULTIPLE - 1)
 # Last-minute rekey: the initiator renews before its receiving key would be rejected.
 _REKEY_BEFORE_REJECT = REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
-_ZERO_KEY_MATERIAL_AFTER = REJECT_AFTER_TIME * 3
-# The per-packet path names its timers through module globals: in Python 3.11 an enum member
-# access (`Timer.X`) runs enum.property's Python code, ~12 µs each on an idle (cold) machine.
-_SEND_KEEPALIVE = Timer.SEND_KEEPALIVE
-_NEW_HANDSHAKE = Timer.NEW_HANDSHAKE
-_PERSISTENT_KEEPALIVE = Timer.PERSISTENT_KEEPALIVE
 
 
 def endpoint_address_bytes(endpoint: Endpoint) -> bytes:
@@ -92,8 +100,7 @@ class Device:
         """`wall_offset` turns the monotonic `now` into Unix time (for TAI64N timestamps and
         last-handshake times); the shell passes time.time() - time.monotonic()."""
         self._random = random_bytes
-        # Timer jitter is not secret; a seeded PRNG keeps it off the syscall path.
-        self._jitter = random.Random(int.from_bytes(random_bytes(8), "little"))
+        jitter_seed = int.from_bytes(random_bytes(8), "little")
         self.wall_offset = wall_offset
         self.mtu = mtu
         self.identity: noise.StaticIdentity | None = None
@@ -104,7 +111,7 @@ class Device:
         self.rate_limiter = RateLimiter()
         # Cookie replies are limited per source too: under a flood they are what we send most.
         self.cookie_rate_limiter = RateLimiter()
-        self.timers = TimerQueue()
+        self.timers = TimerQueue(jitter_seed)
         self.outbox: list[Datagram] = []
         self.tun_outbox: list[bytes] = []
         self._unreachable = UnreachableReporter()
@@ -186,14 +193,14 @@ class Device:
         for peer in list(self.peers.values()):
             if running:
                 if peer.persistent_keepalive_interval:
-                    self._send_keepalive(peer, now)
+                    self.send_keepalive(peer, now)
             else:
                 self.reset_peer(peer)
 
     def reset_peer(self, peer: Peer) -> None:
         """Forget the peer's sessions, waiting packets and timers (interface went down)."""
-        self._zero_and_flush(peer)
-        peer.timers.cancel_all()
+        self.zero_and_flush(peer)
+        stopped(peer)
 
     def remove_all_peers(self) -> None:
         for key in list(self.peers):
@@ -207,9 +214,9 @@ class Device:
         was_off = peer.persistent_keepalive_interval == 0
         peer.persistent_keepalive_interval = interval
         if interval == 0:
-            peer.timers.cancel(Timer.PERSISTENT_KEEPALIVE)
+            persistent_keepalive_off(peer)
         elif was_off and self.running:
-            self._send_keepalive(peer, now)
+            self.send_keepalive(peer, now)
 
     def expire_current_keypairs(self, peer: Peer) -> None:
         """Force a fresh handshake before more data is sent (ExpireCurrentKeypairs)."""
@@ -278,19 +285,15 @@ class Device:
         header = TRANSPORT_HEADER.pack(MESSAGE_TRANSPORT_DATA, keypair.remote_index, counter)
         datagram = header + keypair.send.encrypt(aead_nonce(counter), packet, None)
 
-        self._authenticated_packet(peer, now, _SEND_KEEPALIVE)
-        timers = peer.timers
-        if size and timers.deadlines[_NEW_HANDSHAKE] is None:
-            self.timers.arm(
-                timers,
-                _NEW_HANDSHAKE,
-                now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + self._jitter_time(),
-            )
+        any_authenticated_packet_traversal(self.timers, peer, now)
+        any_authenticated_packet_sent(peer)
+        if size:
+            data_sent(self.timers, peer, now)
         # keepKeyFreshSending
         if counter + 1 > REKEY_AFTER_MESSAGES or (
             keypair.is_initiator and now - keypair.created >= REKEY_AFTER_TIME
         ):
-            self._send_initiation(peer, False, now)
+            self.send_initiation(peer, now)
         return datagram
 
     def _send_staged(self, peer: Peer, now: float) -> None:
@@ -300,13 +303,14 @@ class Device:
             or keypair.send_counter >= REJECT_AFTER_MESSAGES
             or now - keypair.created >= REJECT_AFTER_TIME
         ):
-            self._send_initiation(peer, False, now)
+            self.send_initiation(peer, now)
             return
         staged = peer.staged
         while staged and peer.keypairs.current is keypair:
             self._emit(peer, self._seal(peer, keypair, staged.popleft(), now))
 
-    def _send_keepalive(self, peer: Peer, now: float) -> None:
+    def send_keepalive(self, peer: Peer, now: float) -> None:
+        """An empty data packet, through the waiting packets and the session rules."""
         if not self.running:
             return
         if not peer.staged:
@@ -391,16 +395,13 @@ class Device:
         ):
             # keepKeyFreshReceiving
             peer.sent_last_minute_handshake = True
-            self._send_initiation(peer, False, now)
-        self._authenticated_packet(peer, now, _NEW_HANDSHAKE)
+            self.send_initiation(peer, now)
+        any_authenticated_packet_traversal(self.timers, peer, now)
+        any_authenticated_packet_received(peer)
         peer.rx_bytes += len(datagram)
         if not plaintext:
             return None  # keepalive
-        timers = peer.timers
-        if timers.deadlines[_SEND_KEEPALIVE] is None:
-            self.timers.arm(timers, _SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
-        else:
-            peer.need_another_keepalive = True
+        data_received(self.timers, peer, now)
 
         version = plaintext[0] >> 4
         size = len(plaintext)
@@ -423,23 +424,12 @@ class Device:
             return None
         return plaintext if length == size else plaintext[:length]
 
-    def _authenticated_packet(self, peer: Peer, now: float, settled: Timer) -> None:
-        """timersAnyAuthenticatedPacketTraversal, then the timer the packet makes moot: a
-        received one cancels NEW_HANDSHAKE (...PacketReceived), a sent one SEND_KEEPALIVE
-        (...PacketSent)."""
-        timers = peer.timers
-        if peer.persistent_keepalive_interval:
-            self.timers.arm(
-                timers, _PERSISTENT_KEEPALIVE, now + peer.persistent_keepalive_interval
-            )
-        timers.deadlines[settled] = None
-
     def _confirm_keypair(self, peer: Peer, keypair: Keypair, now: float) -> None:
         """Responder's first data under a new session: it becomes current."""
         dropped = peer.keypairs.confirm(keypair)
         if isinstance(dropped, Keypair):
             self._release_keypair(dropped)
-        self._handshake_complete(peer, now)
+        handshake_complete(peer, now + self.wall_offset)
         self._send_staged(peer, now)
 
     # ------------------------------------------------------------------ handshakes
@@ -509,7 +499,8 @@ class Device:
         peer.endpoint = source
         self.source_authenticated = True
         peer.rx_bytes += len(message)
-        self._authenticated_packet(peer, now, Timer.NEW_HANDSHAKE)
+        any_authenticated_packet_traversal(self.timers, peer, now)
+        any_authenticated_packet_received(peer)
         self._send_response(peer, now)
 
     def _send_response(self, peer: Peer, now: float) -> None:
@@ -528,7 +519,8 @@ class Device:
         # own traffic waits for it instead of starting a second handshake and a key rotation.
         peer.last_sent_handshake = now
         self._begin_session(peer, now)
-        self._authenticated_packet(peer, now, Timer.SEND_KEEPALIVE)
+        any_authenticated_packet_traversal(self.timers, peer, now)
+        any_authenticated_packet_sent(peer)
         self._emit(peer, bytes(message))
 
     def _receive_response(self, message: bytes, source: Endpoint, now: float) -> None:
@@ -548,10 +540,11 @@ class Device:
         peer.endpoint = source
         self.source_authenticated = True
         peer.rx_bytes += len(message)
-        self._authenticated_packet(peer, now, Timer.NEW_HANDSHAKE)
+        any_authenticated_packet_traversal(self.timers, peer, now)
+        any_authenticated_packet_received(peer)
         self._begin_session(peer, now)
-        self._handshake_complete(peer, now)
-        self._send_keepalive(peer, now)
+        handshake_complete(peer, now + self.wall_offset)
+        self.send_keepalive(peer, now)
 
     def _receive_cookie_reply(self, message: bytes, now: float) -> None:
         receiver = MESSAGE_TYPE.unpack_from(message, 4)[0]
@@ -564,7 +557,7 @@ class Device:
         if not peer.cookie_generator.consume_reply(message, now):
             self.drops[Drop.BAD_COOKIE_REPLY] += 1
 
-    def _send_initiation(self, peer: Peer, is_retry: bool, now: float) -> None:
+    def send_initiation(self, peer: Peer, now: float, *, is_retry: bool = False) -> None:
         """SendHandshakeInitiation: at most one per REKEY_TIMEOUT per peer."""
         if not self.running:
             return
@@ -585,11 +578,10 @@ class Device:
             self.index_table.release(index)
             return
         peer.cookie_generator.add_macs(message, now)
-        self._authenticated_packet(peer, now, Timer.SEND_KEEPALIVE)
+        any_authenticated_packet_traversal(self.timers, peer, now)
+        any_authenticated_packet_sent(peer)
         self._emit(peer, bytes(message))
-        self.timers.arm(
-            peer.timers, Timer.RETRANSMIT_HANDSHAKE, now + REKEY_TIMEOUT + self._jitter_time()
-        )
+        handshake_initiated(self.timers, peer, now)
 
     def _begin_session(self, peer: Peer, now: float) -> None:
         """Derive transport keys from the finished handshake and slot them in."""
@@ -608,15 +600,7 @@ class Device:
         handshake.clear()
         for dropped in peer.keypairs.install(keypair):
             self._release_keypair(dropped)
-        # timersSessionDerived
-        self.timers.arm(peer.timers, Timer.ZERO_KEY_MATERIAL, now + _ZERO_KEY_MATERIAL_AFTER)
-
-    def _handshake_complete(self, peer: Peer, now: float) -> None:
-        """timersHandshakeComplete."""
-        peer.timers.cancel(Timer.RETRANSMIT_HANDSHAKE)
-        peer.handshake_attempts = 0
-        peer.sent_last_minute_handshake = False
-        peer.last_handshake_wall = now + self.wall_offset
+        session_derived(self.timers, peer, now)
 
     def _release_keypair(self, keypair: Keypair) -> None:
         if self.index_table.entries.get(keypair.local_index) is keypair:
@@ -631,7 +615,7 @@ class Device:
         self._release_handshake_index(peer)
         peer.handshake.clear()
 
-    def _zero_and_flush(self, peer: Peer) -> None:
+    def zero_and_flush(self, peer: Peer) -> None:
         """ZeroAndFlushAll: forget every session and waiting packet of the peer."""
         for keypair in peer.keypairs.clear():
             self._release_keypair(keypair)
@@ -640,43 +624,16 @@ class Device:
 
     # ------------------------------------------------------------------ timers
 
-    def _jitter_time(self) -> float:
-        return self._jitter.random() * REKEY_TIMEOUT_JITTER_MAX
-
     def next_deadline(self) -> float | None:
         return self.timers.next_deadline()
 
     def tick(self, now: float) -> None:
-        """Run every timer due at `now` (whitepaper section 6 / wireguard-go timers.go)."""
+        """Run every timer due at `now` (the rules and their expiry: timers.py)."""
+        peers = self.peers
         for timers, timer in self.timers.expired(now):
-            self._expire(timers, timer, now)
-
-    def _expire(self, timers: PeerTimers, timer: Timer, now: float) -> None:
-        peer: Peer = timers.owner  # type: ignore[assignment]
-        if self.peers.get(peer.public_key) is not peer:
-            return
-        if timer is Timer.RETRANSMIT_HANDSHAKE:
-            if peer.handshake_attempts > MAX_TIMER_HANDSHAKES:
-                # Give up: stop asking, drop what waited, and zero keys later.
-                timers.cancel(Timer.SEND_KEEPALIVE)
-                self.drops[Drop.HANDSHAKE_TIMEOUT] += sum(1 for p in peer.staged if p)
-                peer.staged.clear()
-                if not timers.pending(Timer.ZERO_KEY_MATERIAL):
-                    self.timers.arm(timers, Timer.ZERO_KEY_MATERIAL, now + _ZERO_KEY_MATERIAL_AFTER)
-            else:
-                peer.handshake_attempts += 1
-                self._send_initiation(peer, True, now)
-        elif timer is Timer.SEND_KEEPALIVE:
-            self._send_keepalive(peer, now)
-            if peer.need_another_keepalive:
-                peer.need_another_keepalive = False
-                self.timers.arm(timers, Timer.SEND_KEEPALIVE, now + KEEPALIVE_TIMEOUT)
-        elif timer is Timer.NEW_HANDSHAKE:
-            self._send_initiation(peer, False, now)
-        elif timer is Timer.ZERO_KEY_MATERIAL:
-            self._zero_and_flush(peer)
-        elif timer is Timer.PERSISTENT_KEEPALIVE and peer.persistent_keepalive_interval:
-            self._send_keepalive(peer, now)
+            peer = timers.owner
+            if peers.get(peer.public_key) is peer:
+                EXPIRY[timer](self, peer, now)
 
     # ------------------------------------------------------------------ control path
 
