@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from wgpy.core.crypto import public_key
 from wgpy.core.device import Device
+from wgpy.core.inet import IPV4_HEADER_SIZE
 from wgpy.core.keys import generate_private_key
 from wgpy.core.peer import Endpoint, Peer
 
@@ -23,7 +24,7 @@ def seeded_random(seed: int) -> Callable[[int], bytes]:
 
 def ipv4_packet(source: str, destination: str, payload: bytes = b"ping", proto: int = 1) -> bytes:
     """A minimal IPv4 packet (header checksum left zero: the core does not check it)."""
-    total = 20 + len(payload)
+    total = IPV4_HEADER_SIZE + len(payload)
     src = bytes(int(x) for x in source.split("."))
     dst = bytes(int(x) for x in destination.split("."))
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0, 64, proto, 0, src, dst)

@@ -3,6 +3,9 @@ in the core, coalesced TCP segments in the I/O shell."""
 
 import struct
 
+IPV4_HEADER_SIZE = 20  # without options: the least an IPv4 packet carries
+IPV6_HEADER_SIZE = 40
+
 _U16 = struct.Struct("!H")
 
 
