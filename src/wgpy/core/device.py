@@ -20,8 +20,8 @@ The rules follow wireguard-go and the Linux module; comments name the reference 
 behaviour is subtle.
 """
 
-import ipaddress
 import os
+import socket
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
@@ -79,8 +79,14 @@ _REKEY_BEFORE_REJECT = REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
 
 
 def endpoint_address_bytes(endpoint: Endpoint) -> bytes:
-    """Packed IP address of an endpoint (4 or 16 bytes)."""
-    return ipaddress.ip_address(endpoint[0]).packed
+    """Packed IP address of an endpoint (4 or 16 bytes; an IPv6 zone is not part of it).
+
+    inet_pton (a pure conversion, no I/O) rather than `ipaddress`: under a handshake flood
+    this runs for every initiation, and `ipaddress` costs ~3 µs of the ~8 µs that takes."""
+    host = endpoint[0]
+    if ":" in host:
+        return socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+    return socket.inet_pton(socket.AF_INET, host)
 
 
 def endpoint_cookie_source(endpoint: Endpoint) -> bytes:
