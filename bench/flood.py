@@ -459,10 +459,12 @@ def chart(records: list[dict], path: str, title: str, restart_timeout: float) ->
                               label=f"{kind}{' +mac2' if mac2 else ''}")
         axis.set_title(heading)
         axis.set_xlabel("attack initiations/s achieved")
+        axis.set_xscale("log")
         axis.grid(alpha=0.3)
         if key == "restart_handshake_s":
             axis.axhline(restart_timeout, color="grey", linestyle=":", linewidth=1)
-            axis.text(0, restart_timeout, " gave up", va="bottom", color="grey", fontsize=8)
+            axis.text(0.01, restart_timeout, "gave up", va="bottom", color="grey", fontsize=8,
+                      transform=axis.get_yaxis_transform())
     axes[0].legend(fontsize=8)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
