@@ -8,7 +8,10 @@ handshake initiation; a responder `Device` that knows all of them as peers is th
 replay/flood rules) and building the MAC'd response. Two cheaper paths are timed alongside
 because they bound what an attacker can make us spend: initiations with a wrong mac1
 (rejected after one BLAKE2s) and, under load, initiations without a valid mac2 (answered with
-a cookie reply). Every message must take the intended path, or the run fails.
+a cookie reply). Two more are a flood's: initiations with a valid mac1 and random contents (what
+an attacker who knows only our public key sends) finished while not under load (a DH, then the
+static key fails to decrypt), and refused under load from 64 sources whose cookie replies are
+spent (mac1, mac2, rate limiter). Every message must take the intended path, or the run fails.
 """
 
 import argparse
@@ -21,7 +24,13 @@ import time
 
 import machine
 
-from wgpy.core.constants import MESSAGE_HANDSHAKE_COOKIE, MESSAGE_HANDSHAKE_RESPONSE
+from wgpy.core.constants import (
+    MESSAGE_HANDSHAKE_COOKIE,
+    MESSAGE_HANDSHAKE_INITIATION,
+    MESSAGE_HANDSHAKE_RESPONSE,
+    MESSAGE_INITIATION_SIZE,
+)
+from wgpy.core.cookie import CookieGenerator
 from wgpy.core.crypto import public_key
 from wgpy.core.device import Device
 from wgpy.core.drops import Drop
@@ -53,6 +62,19 @@ def initiations(initiators: list[Device], now: float) -> list[tuple[bytes, tuple
         device.encrypt(PACKET, now)
         (_, message), = device.take_outbox()
         batch.append((message, (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 40000)))
+    return batch
+
+
+def forged_initiations(responder_public: bytes, count: int,
+                       random_bytes) -> list[tuple[bytes, tuple[str, int]]]:
+    """Random initiations with a valid mac1, round-robin from 64 source addresses."""
+    macs = CookieGenerator(responder_public)
+    batch = []
+    for i in range(count):
+        message = bytearray(random_bytes(MESSAGE_INITIATION_SIZE))
+        message[0:4] = MESSAGE_HANDSHAKE_INITIATION.to_bytes(4, "little")
+        macs.add_macs(message, 0.0)
+        batch.append((bytes(message), (f"198.51.100.{i % 64}", 40000)))
     return batch
 
 
@@ -104,6 +126,22 @@ def one_repeat(private_key: bytes, initiators: list[Device], now: float,
     if replies.count(MESSAGE_HANDSHAKE_COOKIE) != count:
         raise RuntimeError(f"cookie replies: {replies.count(MESSAGE_HANDSHAKE_COOKIE)} of "
                            f"{count}; drops: {_nonzero(device.drops)}")
+
+    forged = forged_initiations(public_key(private_key), count, random_bytes)
+    device = responder(private_key, initiators, random_bytes)
+    device.handshakes.under_load_depth = count + 1
+    results["flood_finished"] = timed(device, forged, now)
+    if device.drops[Drop.HANDSHAKE_FAILED] != count:
+        raise RuntimeError(f"forged initiations not finished: {_nonzero(device.drops)}")
+    device.handshakes.under_load_depth = 0
+    replied = -1
+    while device.drops[Drop.COOKIE_NEEDED] != replied:  # spend each source's cookie replies
+        replied = device.drops[Drop.COOKIE_NEEDED]
+        timed(device, forged, now)
+    refused = device.drops[Drop.COOKIE_RATELIMITED]
+    results["flood_refused"] = timed(device, forged, now)
+    if device.drops[Drop.COOKIE_RATELIMITED] - refused != count:
+        raise RuntimeError(f"forged initiations not refused: {_nonzero(device.drops)}")
     return {path: seconds / count for path, seconds in results.items()}
 
 
@@ -153,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 
     labels = {"handshake": "handshakes completed (responder, incl. mac1)",
               "bad_mac1": "initiations rejected for bad mac1",
-              "cookie_reply": "cookie replies sent (under load, no mac2)"}
+              "cookie_reply": "cookie replies sent (under load, no mac2)",
+              "flood_finished": "flood initiations finished (random, valid mac1; not under load)",
+              "flood_refused": "flood initiations refused (under load, cookie replies spent)"}
     summary = {}
     print(f"| path ({args.peers} peers, median of {args.repeats}, CPU {cpu}) | per second "
           "| µs each |\n|---|---|---|")

@@ -54,7 +54,8 @@ def test_handshakes_smoke(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "handshakes completed" in result.stdout
     summary = only_json(tmp_path)["summary"]
-    assert set(summary) == {"handshake", "bad_mac1", "cookie_reply"}
+    assert set(summary) == {"handshake", "bad_mac1", "cookie_reply", "flood_finished",
+                            "flood_refused"}
     assert all(entry["per_second"] > 0 for entry in summary.values())
 
 
