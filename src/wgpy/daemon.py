@@ -8,8 +8,10 @@ removed, as wireguard-go does.
 """
 
 import argparse
+import contextlib
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -52,7 +54,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _raise_file_limit() -> None:
+    """Let the process use as many descriptors as it may (the soft limit up to the hard one),
+    as the Go runtime does for wireguard-go: UAPI clients are not limited otherwise."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _start(iface: str) -> tuple[Tunnel, UapiServer]:
+    _raise_file_limit()
     offload = offloads_enabled()
     tun = Tun(iface, mtu=DEFAULT_MTU, vnet_hdr=offload)
     log.info("TUN %s created (vnet header %s)", tun.name, "on" if tun.vnet_hdr else "off")

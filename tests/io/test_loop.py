@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from threadstat import voluntary_switches
 from wgpy.core.constants import MESSAGE_HANDSHAKE_COOKIE
 from wgpy.core.crypto import public_key
 from wgpy.core.device import Device
@@ -132,15 +133,6 @@ def test_link_down_up_and_mtu_changes_arrive_as_events(root_netns):
         assert wait_for(lambda: tunnel.device.running and tunnel.device.mtu == 1280)
 
 
-def loop_thread_switches(thread: threading.Thread) -> int:
-    """Voluntary context switches of `thread` so far: one per time it went to sleep."""
-    with open(f"/proc/self/task/{thread.native_id}/status") as status:
-        for line in status:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    raise AssertionError("no voluntary_ctxt_switches line")
-
-
 def test_an_idle_loop_sleeps_until_something_happens(root_netns):
     """No peer, no traffic: the loop thread blocks in epoll without a timeout (it used to
     wake every 100 ms to look at the link). Other links changing do not wake it for long:
@@ -148,8 +140,8 @@ def test_an_idle_loop_sleeps_until_something_happens(root_netns):
     with running(Device(), up=False) as tunnel:
         time.sleep(0.3)  # settled
         loop_thread = next(t for t in threading.enumerate() if t.ident == tunnel._thread_id)
-        before = loop_thread_switches(loop_thread)
+        before = voluntary_switches(loop_thread)
         time.sleep(1.0)
-        assert loop_thread_switches(loop_thread) - before <= 2
+        assert voluntary_switches(loop_thread) - before <= 2
         subprocess.run(["ip", "link", "set", tunnel.tun.name, "up"], check=True)
         assert wait_for(lambda: tunnel.device.running)  # woken by the link event

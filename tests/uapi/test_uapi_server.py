@@ -10,8 +10,9 @@ import threading
 import pytest
 
 from wgpy.core.crypto import clamp_private_key, public_key
-from wgpy.uapi import server as server_module
-from wgpy.uapi.server import MAX_LINE, UapiServer
+from wgpy.uapi import framing
+from wgpy.uapi.framing import MAX_LINE
+from wgpy.uapi.server import UapiServer
 from wgpy.uapi.text import socket_path
 
 KEY = clamp_private_key(bytes(range(32)))
@@ -22,7 +23,7 @@ TIMEOUT = 0.5  # the server's request and idle timeouts in these tests
 @pytest.fixture
 def uapi(host, tmp_path):
     server = UapiServer("wtest0", host, socket_dir=str(tmp_path / "run"),
-                        request_timeout=TIMEOUT, idle_timeout=TIMEOUT, max_connections=4)
+                        request_timeout=TIMEOUT, idle_timeout=TIMEOUT)
     server.start()
     yield server
     server.close()
@@ -121,7 +122,7 @@ def test_over_long_set_line_gets_eio_and_close(uapi, host):
 
 
 def test_over_large_request_gets_eio_and_nothing_applied(uapi, host, monkeypatch):
-    monkeypatch.setattr(server_module, "MAX_REQUEST", 4096)
+    monkeypatch.setattr(framing, "MAX_REQUEST", 4096)
     body = "set=1\nlisten_port=9\n" + "".join(
         f"public_key={PEERS[n % 3]}\nallowed_ip=10.0.{n}.0/24\n" for n in range(60)) + "\n"
     assert request(uapi.path, body) == "errno=-5\n\n"
@@ -166,25 +167,6 @@ def test_idle_connection_is_closed(uapi):
         assert read_replies(client).endswith("errno=0\n\n")
         client.settimeout(TIMEOUT * 10)
         assert closed_without_reply(client)
-
-
-def test_connections_beyond_the_limit_wait_for_a_free_slot(uapi):
-    stalled = [connect(uapi.path) for _ in range(4)]  # max_connections=4 in the fixture
-    for client in stalled:
-        client.sendall(b"set=1\n")
-    try:
-        waiting = connect(uapi.path)  # accepted by the kernel, not yet served
-        waiting.sendall(b"get=1\n\n")
-        waiting.settimeout(TIMEOUT / 5)
-        with pytest.raises(TimeoutError):
-            waiting.recv(1)
-        stalled[0].close()
-        waiting.settimeout(5)
-        assert read_replies(waiting).endswith("errno=0\n\n")
-        waiting.close()
-    finally:
-        for client in stalled:
-            client.close()
 
 
 def test_concurrent_clients(uapi, host):

@@ -2,105 +2,71 @@
 
 Like wireguard-go (ipc/uapi_linux.go, device/uapi.go IpcHandle): the directory is created
 0755, the socket bound under umask 077, a stale socket (nobody answers) is replaced while a
-live one is refused, several requests may share a connection, `get=1` must be followed by
-exactly one newline (anything else: EINVAL), an unknown operation closes the connection
-without a reply, body lines may end in CRLF (bufio.Scanner drops the CR) and a body line
-over 64 KiB is answered with EIO. Deleting the socket file stops the daemon (wireguard-go
-watches it with inotify; here the accept loop checks the file's inode every
-SOCKET_WATCH_INTERVAL and calls `on_socket_lost`).
+live one is refused, and requests are framed as framing.py describes. Deleting the socket
+file stops the daemon: like wireguard-go, the server watches the file with inotify
+(io/filewatch.py) and calls `on_socket_lost`.
 
-Where the reference lets one client hurt the daemon, this one does not:
+One thread serves the listener and every connection from one selector (epoll), so it sleeps
+without a timeout while nobody talks to it, and where the reference lets one client hurt the
+daemon, this one does not:
 
-* each connection has its own thread, at most `max_connections` at once (more wait in the
-  listen backlog), so a slow client cannot block the others;
-* a request must arrive whole within `request_timeout`, and a connection may sit idle
-  between requests for `idle_timeout`; then it is closed and nothing of a half-written
-  request is applied. A `set` ended by EOF instead of its blank line is not applied either
-  (wireguard-go applies it): a client that died mid-request must not leave half its
-  configuration behind. Such a request gets EPROTO if the client still listens;
-* a `set` larger than MAX_REQUEST bytes gets EIO and the connection is closed;
-* after a bad line the rest of the request is read (and ignored) before the errno reply,
-  so the connection stays usable and a client still writing does not get EPIPE;
-* no exception leaves a connection thread; nothing logged carries key material.
+* no fixed number of slots: an idle or slowly-writing client costs a socket and a few hundred
+  bytes (a RequestStream with an empty buffer), never a thread, and never delays another
+  client's request; one client's pipelined requests are served a few at a time, taking turns
+  with the others;
+* out of file descriptors (EMFILE), the connection idle longest is closed to admit the new
+  one; with none idle, accepting pauses until a connection closes;
+* a request must arrive whole, and its reply be taken, within `request_timeout`, and a
+  connection may sit idle between requests for `idle_timeout`; then it is closed and nothing
+  of a half-written request is applied;
+* no exception leaves the thread (a connection that raises is closed); nothing logged carries
+  key material.
 """
 
 import contextlib
 import errno
 import logging
 import os
+import selectors
 import socket
 import stat
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from wgpy.uapi.protocol import DeviceHost, SetParser, UapiError, apply_set, format_get
-from wgpy.uapi.text import EINVAL, EIO, ENOANO, EPROTO, socket_path
+from wgpy.io.filewatch import FileWatch
+from wgpy.uapi.framing import Close, Get, Reply, RequestStream, Set, errno_reply
+from wgpy.uapi.protocol import DeviceHost, SetRequest, UapiError, apply_set, format_get
+from wgpy.uapi.text import ENOANO, socket_path
 from wgpy.uapi.text import socket_dir as default_socket_dir
 
 log = logging.getLogger("wgpy.uapi")
 
-MAX_LINE = 64 * 1024  # bufio.MaxScanTokenSize, wireguard-go's limit for a line of a `set`
-MAX_REQUEST = 32 * 1024 * 1024  # a `set` for wireguard-go's 65 536 peers is ~15 MiB
 REQUEST_TIMEOUT = 30.0
 IDLE_TIMEOUT = 60.0
-MAX_CONNECTIONS = 32
+# Only when inotify is unavailable (e.g. fs.inotify.max_user_instances reached): how often
+# the socket file is looked at instead.
 SOCKET_WATCH_INTERVAL = 0.5
+REQUESTS_PER_TURN = 8  # a client's pipelined requests served before the others' turn
+_ACCEPTS_PER_TURN = 64
 _RECV_SIZE = 65536
+_OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_NO_REPLY = memoryview(b"")  # shared: an idle connection holds no reply of its own
 
 
-class _LineTooLong(Exception):
-    pass
+class _Client:
+    """One connection: its socket, framing state and the reply being written."""
 
-
-def _reply(code: int) -> bytes:
-    """`errno=-N`: wireguard-go sends the errno negated, and `wg` negates it back."""
-    return f"errno={-code}\n\n".encode()
-
-
-class _Reader:
-    """Lines from a stream socket, each bounded by MAX_LINE, all reads by one deadline."""
+    __slots__ = ("events", "keep_open", "open", "reply", "sock", "stream")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = bytearray()
-        self.start = 0
-        self.deadline = 0.0
-
-    def _fill(self) -> bool:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("UAPI request timed out")
-        self.sock.settimeout(remaining)
-        chunk = self.sock.recv(_RECV_SIZE)
-        if not chunk:
-            return False
-        del self.buffer[: self.start]
-        self.start = 0
-        self.buffer += chunk
-        return True
-
-    def readline(self) -> bytes | None:
-        """The next line without its newline; None at EOF (a partial last line is dropped)."""
-        while True:
-            end = self.buffer.find(b"\n", self.start)
-            if end >= 0:
-                if end - self.start > MAX_LINE:
-                    raise _LineTooLong
-                line = bytes(self.buffer[self.start : end])
-                self.start = end + 1
-                return line
-            if len(self.buffer) - self.start > MAX_LINE:
-                raise _LineTooLong
-            if not self._fill():
-                return None
-
-    def read_byte(self) -> bytes | None:
-        if self.start == len(self.buffer) and not self._fill():
-            return None
-        byte = bytes(self.buffer[self.start : self.start + 1])
-        self.start += 1
-        return byte
+        self.stream = RequestStream()
+        self.reply = _NO_REPLY
+        self.keep_open = True
+        self.open = True
+        self.events = selectors.EVENT_READ
 
 
 class UapiServer:
@@ -109,7 +75,6 @@ class UapiServer:
 
     def __init__(self, iface: str, host: DeviceHost, socket_dir: str | None = None,
                  *, request_timeout: float = REQUEST_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS,
                  on_socket_lost: Callable[[], None] | None = None) -> None:
         if not iface or "/" in iface or iface in {".", ".."}:
             raise ValueError(f"invalid interface name {iface!r}")
@@ -118,18 +83,29 @@ class UapiServer:
         self.socket_dir = socket_dir or default_socket_dir()
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
-        self._slots = threading.Semaphore(max_connections)
+        self._on_socket_lost = on_socket_lost
         self._listener: socket.socket | None = None
         self._inode: int | None = None
-        self._accept_thread: threading.Thread | None = None
-        self._clients: set[socket.socket] = set()
-        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._selector = selectors.EpollSelector()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._watch: FileWatch | None = None
+        # Deadlines in the order they fall (each table has one timeout, the clock only grows).
+        self._idle: OrderedDict[_Client, float] = OrderedDict()
+        self._busy: OrderedDict[_Client, float] = OrderedDict()
+        self._turns: deque[_Client] = deque()  # clients with framed requests left to serve
+        self._accepting = False
         self._closing = False
-        self._on_socket_lost = on_socket_lost
+        self._socket_lost = False
 
     @property
     def path(self) -> str:
         return socket_path(self.iface, self.socket_dir)
+
+    @property
+    def connections(self) -> int:
+        """Open client connections (for tests and diagnostics)."""
+        return len(self._idle) + len(self._busy)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,8 +122,8 @@ class UapiServer:
                     raise
                 self._remove_stale_socket()
                 listener.bind(self.path)
-            listener.listen(64)
-            listener.settimeout(SOCKET_WATCH_INTERVAL)  # accept wakes to check the file
+            listener.listen(socket.SOMAXCONN)
+            listener.setblocking(False)
             self._inode = os.stat(self.path).st_ino
         except BaseException:
             listener.close()
@@ -155,9 +131,18 @@ class UapiServer:
         finally:
             os.umask(old_umask)
         self._listener = listener
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, args=(listener,), name=f"uapi-{self.iface}", daemon=True)
-        self._accept_thread.start()
+        try:
+            self._watch = FileWatch(self.path)
+            self._selector.register(self._watch.fileno(), selectors.EVENT_READ,
+                                    self._check_socket_file)
+        except OSError as exc:
+            log.warning("cannot watch %s (%s): looking at it every %.1f s instead",
+                        self.path, exc, SOCKET_WATCH_INTERVAL)
+        self._selector.register(self._wake, selectors.EVENT_READ, self._drain_wake)
+        self._resume_accepting()
+        self._thread = threading.Thread(target=self._serve_forever, name=f"uapi-{self.iface}",
+                                        daemon=True)
+        self._thread.start()
 
     def _remove_stale_socket(self) -> None:
         """UAPIOpen: if a daemon answers, the name is taken; otherwise the file is a leftover
@@ -175,57 +160,85 @@ class UapiServer:
     def close(self) -> None:
         """Stop serving, end open connections and remove the socket file (if still ours)."""
         self._closing = True
-        listener, self._listener = self._listener, None
-        if listener is not None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
             with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-            listener.close()
-        self._slots.release()  # wakes an accept loop waiting for a free slot
-        with self._lock:
-            clients = list(self._clients)
-        for client in clients:
-            with contextlib.suppress(OSError):
-                client.shutdown(socket.SHUT_RDWR)
-        if self._accept_thread is not None:
-            self._accept_thread.join(timeout=5)
+                os.eventfd_write(self._wake, 1)
+            thread.join(timeout=5)
+        else:
+            self._release()
         if self._inode is not None:
             with contextlib.suppress(FileNotFoundError):
                 if os.stat(self.path).st_ino == self._inode:
                     os.unlink(self.path)
             self._inode = None
 
-    # ------------------------------------------------------------------ connections
+    def _release(self) -> None:
+        """Close everything the serving thread used (on its way out)."""
+        for client in [*self._idle, *self._busy]:
+            client.sock.close()
+        self._idle.clear()
+        self._busy.clear()
+        self._turns.clear()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        self._selector.close()
+        with contextlib.suppress(OSError):
+            os.close(self._wake)
 
-    def _accept_loop(self, listener: socket.socket) -> None:
-        while True:
-            self._slots.acquire()
-            if self._closing:
-                return
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                self._slots.release()
-                if not self._closing and not self._socket_is_ours():
-                    log.info("UAPI socket %s was removed; shutting down", self.path)
-                    if self._on_socket_lost is not None:
-                        self._on_socket_lost()
-                    return
-                continue
-            except OSError as exc:
-                self._slots.release()
-                if self._closing:
-                    return
-                log.warning("UAPI accept failed: %s", exc)
-                time.sleep(0.1)  # e.g. EMFILE: do not spin
-                continue
-            with self._lock:
-                self._clients.add(client)
-            try:
-                threading.Thread(target=self._serve, args=(client,), name="uapi-client",
-                                 daemon=True).start()
-            except RuntimeError as exc:  # no more threads
-                log.warning("UAPI connection refused: %s", exc)
-                self._forget(client)
+    # ------------------------------------------------------------------ the serving thread
+
+    def _serve_forever(self) -> None:
+        try:
+            while not self._closing:
+                for key, _ in self._selector.select(self._timeout()):
+                    if self._closing:
+                        break
+                    if isinstance(key.data, _Client):
+                        self._on_ready(key.data)
+                    else:
+                        key.data()
+                self._take_turns()
+                self._expire(time.monotonic())
+                if self._watch is None and not self._socket_lost:
+                    self._check_socket_file()
+        except Exception:  # a bug here must not leave the socket unanswered silently
+            log.exception("UAPI server failed")
+        finally:
+            self._release()
+
+    def _timeout(self) -> float | None:
+        """Seconds to the first deadline; None (sleep until something happens) without one."""
+        if self._turns:
+            return 0.0
+        deadlines = [next(iter(table.values())) for table in (self._idle, self._busy) if table]
+        if self._watch is None and not self._socket_lost:
+            return SOCKET_WATCH_INTERVAL if not deadlines else min(
+                SOCKET_WATCH_INTERVAL, max(0.0, min(deadlines) - time.monotonic()))
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._wake)
+
+    def _check_socket_file(self) -> None:
+        if self._watch is not None:
+            self._watch.drain()
+        if self._socket_lost or self._socket_is_ours():
+            return
+        self._socket_lost = True
+        log.info("UAPI socket %s was removed; shutting down", self.path)
+        self._pause_accepting()
+        if self._watch is not None:
+            self._selector.unregister(self._watch.fileno())
+            self._watch.close()
+            self._watch = None
+        if self._on_socket_lost is not None:
+            self._on_socket_lost()
 
     def _socket_is_ours(self) -> bool:
         try:
@@ -235,90 +248,181 @@ class UapiServer:
         except OSError:
             return True  # cannot tell (e.g. EACCES): keep serving
 
-    def _forget(self, client: socket.socket) -> None:
-        with self._lock:
-            self._clients.discard(client)
-        client.close()
-        self._slots.release()
+    # ------------------------------------------------------------------ connections
 
-    def _serve(self, client: socket.socket) -> None:
+    def _resume_accepting(self) -> None:
+        if not self._accepting and self._listener is not None and not self._socket_lost:
+            self._selector.register(self._listener, selectors.EVENT_READ, self._accept)
+            self._accepting = True
+
+    def _pause_accepting(self) -> None:
+        if self._accepting and self._listener is not None:
+            self._selector.unregister(self._listener)
+            self._accepting = False
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        for _ in range(_ACCEPTS_PER_TURN):
+            try:
+                sock, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_DESCRIPTORS:
+                    log.debug("UAPI accept failed: %s", exc)  # e.g. ECONNABORTED
+                    continue
+                if not self._idle:
+                    log.warning("UAPI accept failed (%s); waiting for a connection to close",
+                                exc.strerror)
+                    self._pause_accepting()
+                    return
+                log.warning("UAPI accept failed (%s); closing the connection idle longest",
+                            exc.strerror)
+                self._drop(next(iter(self._idle)))
+                continue
+            sock.setblocking(False)
+            client = _Client(sock)
+            self._selector.register(sock, selectors.EVENT_READ, client)
+            self._idle[client] = time.monotonic() + self.idle_timeout
+
+    def _on_ready(self, client: _Client) -> None:
+        self._guarded(client, self._handle_ready)
+
+    def _guarded(self, client: _Client, step: Callable[[_Client], None]) -> None:
+        """Run one step of a connection; whatever it raises closes that connection only."""
         try:
-            reader = _Reader(client)
-            while not self._closing:
-                reader.deadline = time.monotonic() + self.idle_timeout
-                try:
-                    operation = reader.readline()
-                except _LineTooLong:
-                    operation = b""
-                if operation is None:
-                    return
-                reader.deadline = time.monotonic() + self.request_timeout
-                if operation == b"get=1":
-                    reply, keep_open = self._get(reader)
-                elif operation == b"set=1":
-                    reply, keep_open = self._set(reader)
-                else:
-                    log.error("invalid UAPI operation; closing the connection")
-                    return
-                if reply is None:
-                    return
-                client.settimeout(self.request_timeout)
-                client.sendall(reply)
-                if not keep_open:
-                    return
-        except OSError as exc:  # includes timeouts and clients that went away
+            step(client)
+        except OSError as exc:  # the client went away, or the interface is going away
             log.debug("UAPI connection closed: %s", exc)
+            self._drop(client)
         except Exception:
             log.exception("UAPI connection failed")
-        finally:
-            self._forget(client)
+            self._drop(client)
 
-    def _get(self, reader: _Reader) -> tuple[bytes | None, bool]:
-        terminator = reader.read_byte()  # as wireguard-go: exactly one byte, a newline
-        if terminator is None:
-            return None, False
-        if terminator != b"\n":
-            log.error("trailing character in UAPI get")
-            return _reply(EINVAL), True
+    def _handle_ready(self, client: _Client) -> None:
+        """The socket is readable, or writable while a reply waits."""
+        if client.reply:
+            if self._flush(client):
+                self._serve_requests(client)
+            return
+        try:
+            data = client.sock.recv(_RECV_SIZE)
+        except BlockingIOError:
+            return
+        if data:
+            client.stream.receive(data)
+            self._serve_requests(client)
+            return
+        reply = client.stream.end()
+        if reply is None:
+            self._drop(client)
+        else:
+            self._send(client, reply.data, reply.keep_open)
+
+    def _serve_requests(self, client: _Client) -> None:
+        """Answer the framed requests, one reply in flight at a time, at most
+        REQUESTS_PER_TURN before the other clients' turn."""
+        for _ in range(REQUESTS_PER_TURN):
+            if not client.open or client.reply:
+                return
+            request = client.stream.next_request()
+            if request is None:
+                self._rearm(client)
+                return
+            if isinstance(request, Close):
+                self._drop(client)
+                return
+            if isinstance(request, Get):
+                self._send(client, self._get(), keep_open=True)
+            elif isinstance(request, Set):
+                self._send(client, self._apply(request.request), keep_open=True)
+            else:
+                assert isinstance(request, Reply)
+                self._send(client, request.data, request.keep_open)
+        if client.open and not client.reply:
+            self._turns.append(client)
+
+    def _take_turns(self) -> None:
+        for _ in range(len(self._turns)):
+            client = self._turns.popleft()
+            if client.open:
+                self._guarded(client, self._serve_requests)
+
+    def _send(self, client: _Client, data: bytes, keep_open: bool) -> None:
+        client.reply = memoryview(data)
+        client.keep_open = keep_open
+        if not self._flush(client) and client.open:
+            # The client is slow to read: it has request_timeout from now to take the rest.
+            self._idle.pop(client, None)
+            self._busy.pop(client, None)
+            self._busy[client] = time.monotonic() + self.request_timeout
+
+    def _flush(self, client: _Client) -> bool:
+        """Write what the socket takes of the reply; True once it is all written and the
+        connection stays open (then it reads the next request)."""
+        try:
+            while client.reply:
+                client.reply = client.reply[client.sock.send(client.reply):]
+        except BlockingIOError:
+            self._watch_for(client, selectors.EVENT_WRITE)
+            return False
+        if not client.keep_open:
+            self._drop(client)
+            return False
+        self._watch_for(client, selectors.EVENT_READ)
+        self._idle.pop(client, None)
+        self._busy.pop(client, None)
+        self._rearm(client)
+        return True
+
+    def _watch_for(self, client: _Client, events: int) -> None:
+        if client.events != events:
+            self._selector.modify(client.sock, events, client)
+            client.events = events
+
+    def _rearm(self, client: _Client) -> None:
+        """Start the connection's deadline when it changes between idle and in a request
+        (a request's deadline runs from its first byte and is not renewed by more bytes)."""
+        if client.stream.in_request:
+            if client not in self._busy:
+                self._idle.pop(client, None)
+                self._busy[client] = time.monotonic() + self.request_timeout
+        elif client not in self._idle:
+            self._busy.pop(client, None)
+            self._idle[client] = time.monotonic() + self.idle_timeout
+
+    def _expire(self, now: float) -> None:
+        for table, what in ((self._idle, "idle"), (self._busy, "request")):
+            while table:
+                client, deadline = next(iter(table.items()))
+                if deadline > now:
+                    break
+                log.debug("UAPI connection closed: %s timeout (nothing applied)", what)
+                self._drop(client)
+
+    def _drop(self, client: _Client) -> None:
+        if not client.open:
+            return
+        client.open = False
+        self._idle.pop(client, None)
+        self._busy.pop(client, None)
+        self._selector.unregister(client.sock)
+        client.sock.close()
+        if not self._closing:
+            self._resume_accepting()
+
+    # ------------------------------------------------------------------ operations
+
+    def _get(self) -> bytes:
         host = self.host
-        body = self._run(lambda: host.call(lambda: format_get(host)).encode() + b"errno=0\n\n")
-        return body, True
+        return self._run(lambda: host.call(lambda: format_get(host)).encode() + b"errno=0\n\n")
 
-    def _set(self, reader: _Reader) -> tuple[bytes | None, bool]:
-        parser = SetParser()
-        error: UapiError | None = None
-        size = 0
-        while True:
-            try:
-                line = reader.readline()
-            except _LineTooLong:
-                log.error("UAPI set: line longer than %d bytes", MAX_LINE)
-                return _reply(EIO), False
-            if line is None:
-                log.error("UAPI set ended without its blank line: nothing applied")
-                return _reply(EPROTO), False
-            size += len(line) + 1
-            if size > MAX_REQUEST:
-                log.error("UAPI set larger than %d bytes: nothing applied", MAX_REQUEST)
-                return _reply(EIO), False
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                break
-            if error is None:
-                try:
-                    parser.feed(line.decode("utf-8", "surrogateescape"))
-                except UapiError as exc:
-                    error = exc  # keep reading to the blank line, then answer
-        if error is not None:
-            log.error("UAPI set refused, nothing applied: %s", error)
-            return _reply(error.code), True
-
+    def _apply(self, request: SetRequest) -> bytes:
         def apply() -> bytes:
-            apply_set(self.host, parser.request)
+            apply_set(self.host, request)
             return b"errno=0\n\n"
 
-        return self._run(apply), True
+        return self._run(apply)
 
     def _run(self, operation: Callable[[], bytes]) -> bytes:
         """The reply of an operation: its own, an errno for a refused one, ENOANO (as
@@ -328,9 +432,9 @@ class UapiServer:
             return operation()
         except UapiError as exc:
             log.error("UAPI set refused, nothing applied: %s", exc)
-            return _reply(exc.code)
+            return errno_reply(exc.code)
         except OSError:
             raise
         except Exception:
             log.exception("UAPI operation failed")
-            return _reply(ENOANO)
+            return errno_reply(ENOANO)
