@@ -88,7 +88,7 @@ def parse_port(value: str) -> int:
     except (OSError, UnicodeError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "invalid"
         raise ConfigError(f"'{value}' is not a valid port: {reason}") from None
-    return infos[0][4][1]
+    return int(infos[0][4][1])
 
 
 def _strtoul(value: str, hex_allowed: bool = False) -> int | None:

@@ -332,10 +332,11 @@ class Device:
 
     # ------------------------------------------------------------------ inbound
 
-    def decrypt(self, datagram: bytes, source: Endpoint, now: float,
+    def decrypt(self, datagram: bytes | memoryview, source: Endpoint, now: float,
                 context: object = None) -> bytes | None:
         """A datagram from the network; returns an IP packet to deliver, or None.
 
+        Transport data may come as a view into the shell's receive buffer (nothing keeps it).
         A handshake message is screened and queued (see `process_handshake`) with `context`,
         what the shell wants back if it authenticates (the local address it arrived on)."""
         self.source_authenticated = False
@@ -352,12 +353,14 @@ class Device:
         elif size != expected:
             self.drops[Drop.BAD_LENGTH] += 1
         elif message_type == MESSAGE_HANDSHAKE_COOKIE:
-            self._receive_cookie_reply(datagram, now)
-        else:
-            self._receive_handshake(datagram, message_type, source, now, context)
+            self._receive_cookie_reply(bytes(datagram), now)
+        else:  # (bytes() copies a view, which the queue must not keep, and returns bytes as is)
+            self._receive_handshake(bytes(datagram), message_type, source, now, context)
         return None
 
-    def _receive_transport(self, datagram: bytes, source: Endpoint, now: float) -> bytes | None:
+    def _receive_transport(
+        self, datagram: bytes | memoryview, source: Endpoint, now: float
+    ) -> bytes | None:
         drops = self.drops
         if len(datagram) < MESSAGE_TRANSPORT_MIN_SIZE:
             drops[Drop.BAD_LENGTH] += 1
@@ -386,7 +389,7 @@ class Device:
             drops[Drop.REPLAYED] += 1
             return None
 
-        peer: Peer = keypair.peer  # type: ignore[assignment]
+        peer = keypair.peer
         self.source_authenticated = True
         if peer.endpoint != source:
             peer.endpoint = source
@@ -559,7 +562,6 @@ class Device:
             self.drops[Drop.UNKNOWN_INDEX] += 1
             return
         peer = entry if isinstance(entry, Peer) else entry.peer
-        assert isinstance(peer, Peer)
         if not peer.cookie_generator.consume_reply(message, now):
             self.drops[Drop.BAD_COOKIE_REPLY] += 1
 

@@ -5,9 +5,16 @@ keypair as `next` until the first authenticated data packet under it arrives, wh
 initiator has it too (key confirmation); only then it becomes `current`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from wgpy.core.replay import ReplayWindow
+
+if TYPE_CHECKING:  # peer.py imports this module
+    from wgpy.core.peer import Peer
 
 
 class Keypair:
@@ -33,7 +40,7 @@ class Keypair:
         local_index: int,
         remote_index: int,
         created: float,
-        peer: object,
+        peer: Peer,
     ) -> None:
         self.send = ChaCha20Poly1305(send_key)
         self.receive = ChaCha20Poly1305(receive_key)

@@ -473,7 +473,7 @@ def _apply_peer(device: Device, change: PeerChange, now: float) -> None:
             case "preshared_key", bytes() as preshared:
                 device.set_preshared_key(peer, preshared)
             case "endpoint", (str(), int()) as endpoint:
-                peer.endpoint = endpoint
+                peer.endpoint = endpoint  # type: ignore[assignment]  # (typed records: issue 15)
             case "persistent_keepalive_interval", int() as interval:
                 # As wireguard-go: the last such line decides whether it was "turned on".
                 keepalive_on = peer.persistent_keepalive_interval == 0 and interval != 0

@@ -62,7 +62,7 @@ def split_line(line: str) -> tuple[str, str]:
 def parse_message(text: str) -> list[tuple[str, str]]:
     """The pairs of one message, up to its blank line (which must be there: a reply cut short
     is a protocol error, as `wg` treats it)."""
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     lines = text.split("\n")
     for index, line in enumerate(lines):
         if line == "":
