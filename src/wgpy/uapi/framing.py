@@ -165,7 +165,9 @@ class RequestStream:
         """The client closed its side: EPROTO for a `set` cut short, else nothing."""
         if self._state is _State.SET:
             log.error("UAPI set ended without its blank line: nothing applied")
-            return self._done(Reply(errno_reply(EPROTO), keep_open=False))
+            reply = Reply(errno_reply(EPROTO), keep_open=False)
+            self._done(reply)
+            return reply
         return None
 
     def _line(self) -> bytes | None:
