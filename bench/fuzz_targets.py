@@ -10,9 +10,11 @@ A target turns one byte string into one call of the code under test and checks t
   reason and changes no session state; a delivered packet is a whole IP packet whose source is
   in A's AllowedIPs; and the tunnel still carries traffic both ways (checked every
   `LIVENESS_EVERY` inputs).
-- `uapi`: a `set=1` body, split and decoded as the server does, through `SetParser` and
-  `apply_set` on a real core Device. Contract: only UapiError (a positive errno), and a
-  refused request leaves the device exactly as it was (`format_get` unchanged).
+- `uapi`: one connection's bytes through the server's sans-I/O framing (`RequestStream`:
+  several requests, `get=1`, `set=1` bodies, CRLF, cut-off requests), each request answered
+  as the server does (`format_get`, or `apply_set` on a real core Device). Contract: errno
+  replies well-formed, only UapiError (a positive errno) from applying, and a refused request
+  leaves the device exactly as it was (`format_get` unchanged).
 - `config` / `quick`: `parse_config` of a wg / wg-quick file (plus `strip_quick`, and
   `parse_set_arguments` of the same text as `wg set` words for `config`). Contract: only
   ConfigError, and a file's error names the file and a line.
@@ -24,6 +26,7 @@ state small (the UAPI device is reset when it grows), so a million inputs run in
 
 import logging
 import os
+import re
 import socket
 import struct
 import tempfile
@@ -36,7 +39,8 @@ from wgpy.core.crypto import aead_nonce
 from wgpy.core.device import Device
 from wgpy.core.messages import TRANSPORT_HEADER
 from wgpy.inmemory import Pair, ipv4_packet, ipv6_packet, live_pair_with_samples
-from wgpy.uapi.protocol import UapiError, apply_set, format_get, parse_set
+from wgpy.uapi.framing import Close, Get, Reply, RequestStream, Set
+from wgpy.uapi.protocol import UapiError, apply_set, format_get
 
 MESSAGE_TRANSPORT_DATA = 4
 LIVENESS_EVERY = 2000
@@ -89,6 +93,8 @@ class DatagramTarget:
 
     def __init__(self) -> None:
         self.pair, self.samples = live_pair_with_samples(seed=11)
+        # as in wgpyd: handshakes queue in decrypt and are finished after it
+        self.pair.b.device.defer_handshakes = True
         self.kinds = sorted(self.samples)
         self.inputs = 0
         self.delivered = 0
@@ -139,6 +145,8 @@ class DatagramTarget:
         before = _session_state(self.pair) if garbage else None
         dropped = sum(device.drops.values())
         packet = device.decrypt(datagram, source, self.pair.now)
+        while device.handshakes:
+            device.process_handshake(self.pair.now)
         device.take_outbox()
         device.take_tun_outbox()
         drops = sum(device.drops.values()) - dropped
@@ -214,21 +222,28 @@ class _Host:
         return {}
 
 
-_UAPI_SEEDS = (
+_UAPI_SET = (
     "private_key=" + "a8" * 32 + "\nlisten_port=51820\nfwmark=16\nreplace_peers=true\n"
     "public_key=" + "b9" * 32 + "\npreshared_key=" + "01" * 32 + "\nendpoint=192.0.2.1:51820\n"
     "persistent_keepalive_interval=25\nreplace_allowed_ips=true\nallowed_ip=10.0.0.0/24\n"
-    "allowed_ip=fd00::/64\nprotocol_version=1\n",
-    "public_key=" + "c1" * 32 + "\nendpoint=[2001:db8::1%lo]:51820\nremove=true\n",
-    "public_key=" + "d2" * 32 + "\nupdate_only=true\nallowed_ip=192.0.2.0/33\n",
-    "listen_port=99999999999999999999\n",
-    "fwmark=0\nprivate_key=" + "00" * 32 + "\n",
+    "allowed_ip=fd00::/64\nprotocol_version=1\n")
+_UAPI_SEEDS = (
+    f"set=1\n{_UAPI_SET}\n",
+    "set=1\npublic_key=" + "c1" * 32 + "\nendpoint=[2001:db8::1%lo]:51820\nremove=true\n\n"
+    "get=1\n\n",
+    "set=1\npublic_key=" + "d2" * 32 + "\nupdate_only=true\nallowed_ip=192.0.2.0/33\r\n\n",
+    "set=1\nlisten_port=99999999999999999999\n\nget=1\nx",
+    "get=1\n\nset=1\nfwmark=0\nprivate_key=" + "00" * 32 + "\n",
 )
+_ERRNO_REPLY = re.compile(rb"errno=-[1-9][0-9]*\n\n\Z")
 
 
 class UapiTarget:
+    """One connection's bytes through the server's sans-I/O framing (RequestStream), every
+    request answered as the server does: `get` formatted, `set` applied to the device."""
+
     name = "uapi"
-    max_len = 2048
+    max_len = 12_000
     RESET_AT_PEERS = 16
 
     def __init__(self) -> None:
@@ -238,23 +253,52 @@ class UapiTarget:
     @staticmethod
     def _fresh_host() -> _Host:
         host = _Host()
-        apply_set(host, _parse(_UAPI_SEEDS[0].encode()))
+        stream = RequestStream()
+        stream.receive(_UAPI_SEEDS[0].encode())
+        request = stream.next_request()
+        assert isinstance(request, Set)
+        apply_set(host, request.request)
         return host
 
     def seeds(self) -> list[bytes]:
         return [seed.encode() for seed in _UAPI_SEEDS]
 
     def __call__(self, data: bytes) -> None:
+        stream = RequestStream()
+        stream.receive(data)
+        while (request := stream.next_request()) is not None:
+            if isinstance(request, Close):
+                self.outcomes["closed"] += 1
+                return
+            if isinstance(request, Reply):
+                self._check_reply(request.data)
+                if not request.keep_open:
+                    return
+            elif isinstance(request, Get):
+                format_get(self.host)
+                self.outcomes["get"] += 1
+            else:
+                self._apply(request.request)
+        reply = stream.end()
+        if reply is not None:
+            self._check_reply(reply.data)
+
+    def _check_reply(self, data: bytes) -> None:
+        if not _ERRNO_REPLY.match(data):
+            raise ContractViolation(f"malformed reply {data!r}")
+        self.outcomes[data.decode().split()[0]] += 1
+
+    def _apply(self, request) -> None:
         host = self.host
         before = format_get(host)
         try:
-            apply_set(host, _parse(data))
+            apply_set(host, request)
         except UapiError as exc:
             if not (isinstance(exc.code, int) and exc.code > 0):
                 raise ContractViolation(f"UapiError with errno {exc.code!r}") from None
             if format_get(host) != before:
                 raise ContractViolation("a refused set changed the device") from None
-            self.outcomes[f"errno {exc.code}"] += 1
+            self.outcomes[f"refused errno={-exc.code}"] += 1
         else:
             format_get(host)
             self.outcomes["applied"] += 1
@@ -263,18 +307,6 @@ class UapiTarget:
 
     def summary(self) -> dict:
         return {"outcomes": dict(self.outcomes)}
-
-
-def _parse(body: bytes):
-    """Lines as the server reads them (up to the first blank one, `\\r` stripped, decoded with
-    surrogateescape) through the protocol's parser."""
-    lines = []
-    for raw in body.split(b"\n"):
-        line = raw[:-1] if raw.endswith(b"\r") else raw
-        if not line:
-            break
-        lines.append(line.decode("utf-8", "surrogateescape"))
-    return parse_set(lines)
 
 
 # ---------------------------------------------------------------------- config files
@@ -301,7 +333,7 @@ def _config_seeds() -> list[bytes]:
 class ConfigTarget:
     """wg files (and the same text as `wg set` words); `quick` takes wg-quick files."""
 
-    max_len = 4096
+    max_len = 12_000
 
     def __init__(self, quick: bool) -> None:
         self.quick = quick

@@ -24,6 +24,7 @@ from wgpy.config.model import DeviceConfig, PeerConfig
 from wgpy.config.values import (
     SPACE,
     ConfigError,
+    decimal,
     parse_allowed_ips,
     parse_endpoint,
     parse_fwmark,
@@ -204,7 +205,7 @@ def apply_quick_key(device: DeviceConfig, name: str, value: str) -> None:
     elif name == "mtu":
         if not re.fullmatch(r"[0-9]+", value):
             raise ConfigError(f"'{value}' is not a valid MTU")
-        quick.mtu = int(value)
+        quick.mtu = decimal(value)
     elif name == "table":
         quick.table = value
     elif name == "saveconfig":

@@ -91,11 +91,21 @@ def parse_port(value: str) -> int:
     return int(infos[0][4][1])
 
 
+def decimal(text: str) -> int:
+    """int() of a string already checked to be ASCII decimal digits (an optional sign first),
+    that never refuses: past 20 significant digits, beyond every limit a WireGuard number is
+    checked against, it is ±10**20. (int() raises ValueError past 4,300 digits, Python's guard
+    against quadratic conversion; bad numbers must get their error, not a traceback.)"""
+    digits = text.lstrip("+-").lstrip("0")
+    value = int(digits or "0") if len(digits) <= 20 else 10**20
+    return -value if text.startswith("-") else value
+
+
 def _strtoul(value: str, hex_allowed: bool = False) -> int | None:
     """strtoul on a whole value whose first character is a digit; None if not all consumed."""
     if hex_allowed and len(value) > 2 and value.startswith("0x"):
         return int(value, 16) if _HEX.match(value) else None
-    return int(value) if _DECIMAL.match(value) else None
+    return decimal(value) if _DECIMAL.match(value) else None
 
 
 def parse_fwmark(value: str) -> int:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from wgpy.config.values import decimal
 from wgpy.core.constants import ZERO_KEY
 from wgpy.core.crypto import clamp_private_key, public_key
 from wgpy.core.device import Device
@@ -168,7 +169,7 @@ def _true(value: str, what: str) -> None:
 
 def _check_zone(zone: str, value: str) -> None:
     """zoneToUint32: an interface name that exists here, or a number."""
-    if _DECIMAL.match(zone) and int(zone) < 1 << 32:
+    if _DECIMAL.match(zone) and decimal(zone) < 1 << 32:
         return
     try:
         socket.if_nametoindex(zone)
@@ -187,7 +188,7 @@ def _ipv4_bytes(text: str) -> bytes | None:
     for field_text in fields:
         if not (field_text.isascii() and field_text.isdigit()):
             return None
-        if (len(field_text) > 1 and field_text[0] == "0") or int(field_text) > 255:
+        if (len(field_text) > 1 and field_text[0] == "0") or decimal(field_text) > 255:
             return None
     return bytes(int(field_text) for field_text in fields)
 
@@ -282,9 +283,9 @@ def parse_prefix(value: str) -> Network:
         raise _invalid(f"failed to set allowed ip: bad address in {value!r}") from None
     if zone is not None:
         raise _invalid(f"failed to set allowed ip: zone in {value!r}")
-    if not _ATOI.match(bits_text) or not 0 <= int(bits_text) <= address.max_prefixlen:
+    if not _ATOI.match(bits_text) or not 0 <= decimal(bits_text) <= address.max_prefixlen:
         raise _invalid(f"failed to set allowed ip: bad prefix length in {value!r}")
-    return ipaddress.ip_network((address, int(bits_text)), strict=False)
+    return ipaddress.ip_network((address, decimal(bits_text)), strict=False)
 
 
 def _protocol_version(value: str) -> None:

@@ -11,6 +11,8 @@ import os
 import re
 from collections.abc import Iterable
 
+from wgpy.config.values import decimal
+
 DEFAULT_SOCKET_DIR = "/var/run/wireguard"
 # wg has no override (RUNSTATEDIR is fixed at build time), nor has wireguard-go. wgpyd honours
 # WG_SOCKET_DIR so tests and unprivileged users can move it; the client follows wgpyd.
@@ -75,17 +77,17 @@ def parse_message(text: str) -> list[tuple[str, str]]:
 
 def parse_unsigned(value: str, maximum: int) -> int:
     """wg's NUM(max): decimal digits only (no sign, no spaces), at most `maximum`."""
-    if not _DIGITS.match(value) or int(value) > maximum:
+    if not _DIGITS.match(value) or decimal(value) > maximum:
         raise UapiFormatError(f"not a number in 0..{maximum}: {value!r}")
-    return int(value)
+    return decimal(value)
 
 
 def parse_errno(value: str) -> int:
     """The value of an `errno=` line as sent (wireguard-go sends it negated)."""
     digits = value[1:] if value.startswith("-") else value
-    if not _DIGITS.match(digits) or not -(2**31) <= int(value) < 2**31:
+    if not _DIGITS.match(digits) or not -(2**31) <= decimal(value) < 2**31:
         raise UapiFormatError(f"bad errno: {value!r}")
-    return int(value)
+    return decimal(value)
 
 
 def parse_hex_key(value: str) -> bytes:
