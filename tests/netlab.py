@@ -27,11 +27,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 SOCKET_DIR = "/var/run/wireguard"
 CLONE_NEWNET = 0x40000000
 _COUNTER = itertools.count()
+T = TypeVar("T")
 
 
 def unique_name(prefix: str, max_len: int | None = None) -> str:
@@ -188,7 +190,13 @@ def start_wgpyd(
 
 
 def socket_in_namespace(ns: Namespace, family: int, kind: int) -> socket.socket:
-    """A socket created inside `ns` (namespaces are per thread: a helper thread enters it)."""
+    """A socket created inside `ns`."""
+    return in_namespace(ns, lambda: socket.socket(family, kind))
+
+
+def in_namespace(ns: Namespace, make: Callable[[], T]) -> T:
+    """`make()` run inside `ns` (namespaces are per thread: a helper thread enters it), for
+    objects bound to a namespace when created: sockets, TUN devices."""
     libc = ctypes.CDLL(None, use_errno=True)
     result: list = []
 
@@ -200,7 +208,7 @@ def socket_in_namespace(ns: Namespace, family: int, kind: int) -> socket.socket:
                     raise OSError(ctypes.get_errno(), "setns failed")
             finally:
                 os.close(fd)
-            result.append(socket.socket(family, kind))
+            result.append(make())
         except BaseException as exc:
             result.append(exc)
 

@@ -8,11 +8,20 @@ One write and one trip through the kernel's stack then carry up to 64 KiB, inste
 write per 1420-byte packet.
 
 Only plain segments are merged (IPv4 without options or fragments, IPv6 without extension
-headers; TCP with just ACK and, on the last segment, PSH; equal ack and options), following the
-kernel's tcp_gro_receive rules. Everything else is written as it came, in order per flow.
-Every merged segment was authenticated by WireGuard first; merging never crosses peers'
-packets into one flow unless they share the flow's addresses and ports, which AllowedIPs
-already vouched for.
+headers; TCP with just ACK and, on the last segment, PSH), and only when every header field the
+kernel's GRO insists on matches (tcp_gro_receive, inet_gro_receive, ipv6_gro_receive): TCP
+header length, reserved bits, window, ack and every option byte; IPv4 TOS, TTL, DF and an IP ID
+that increments per segment (or, with DF, stays fixed); IPv6 traffic class, flow label and hop
+limit. Everything else is written as it came, in order per flow.
+
+NEEDS_CSUM tells the kernel the merged payload is already verified: it only fills in the new
+checksum. So, as the kernel's GRO does before merging and as wireguard-go does, each segment's
+own TCP checksum (and IPv4 header checksum) is verified before it joins a merge. A segment that
+fails is not merged: it is written as it came, without NEEDS_CSUM, so the kernel checks it,
+drops it and counts it (TcpInCsumErrors) exactly as if it had arrived on any other interface;
+it also ends its flow's run, so nothing after it overtakes it. WireGuard's authentication does
+not make this redundant: a segment corrupted before encryption (on the LAN behind a site
+gateway, say) arrives authenticated but broken.
 """
 
 import os
@@ -43,6 +52,7 @@ TCP_ACK = 0x10
 TCP_PSH = 0x08
 MAX_COALESCED_LENGTH = 65535
 MAX_COALESCED_SEGMENTS = 64
+_IP_DF = 0x40  # in the IPv4 flags byte (offset 6)
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 
@@ -50,8 +60,8 @@ _U32 = struct.Struct("!I")
 class _Segments:
     """An open run of mergeable segments of one TCP flow."""
 
-    __slots__ = ("first", "header_length", "ip_header_length", "next_seq", "payloads",
-                 "segment_size", "total", "version")
+    __slots__ = ("first", "first_id", "fixed_id", "header_length", "ip_header_length",
+                 "next_seq", "payloads", "segment_size", "total", "verified", "version")
 
     def __init__(self, packet: bytes, version: int, ip_header_length: int,
                  header_length: int, seq: int) -> None:
@@ -64,8 +74,14 @@ class _Segments:
         self.segment_size = len(payload)
         self.next_seq = (seq + len(payload)) & 0xFFFFFFFF
         self.total = len(packet)
+        # IPv4 ID: increments per segment, or (DF set) may stay fixed, decided by the second
+        self.first_id = _U16.unpack_from(packet, 4)[0] if version == 4 else 0
+        self.fixed_id = False
+        # the first segment's checksums are verified once something is to be merged with it
+        self.verified = False
 
     def accepts(self, packet: bytes, header_length: int, seq: int, payload_length: int) -> bool:
+        """Whether `packet` may be appended, header-wise (checksums are checked apart)."""
         last_full = len(self.payloads[-1]) == self.segment_size
         return (
             last_full
@@ -79,20 +95,38 @@ class _Segments:
         )
 
     def _same_headers(self, packet: bytes) -> bool:
-        first, ip_length = self.first, self.ip_header_length
-        tcp = ip_length
+        """The GRO flush rules: every field that the merged packet carries only once."""
+        first, tcp = self.first, self.ip_header_length
         if self.version == 4:
-            same_ip = first[1] == packet[1] and first[8] == packet[8] and first[6] == packet[6]
-        else:
-            same_ip = first[0:4] == packet[0:4] and first[7] == packet[7]
-        # ack number, and every option byte, must match (tcp_gro_receive's flush rules)
+            # TOS, flags byte (DF; MF and offset are zero in candidates), TTL
+            if first[1] != packet[1] or first[6] != packet[6] or first[8] != packet[8]:
+                return False
+            if not self._ip_id_follows(_U16.unpack_from(packet, 4)[0], packet[6] & _IP_DF):
+                return False
+        elif first[0:4] != packet[0:4] or first[7] != packet[7]:
+            return False  # traffic class, flow label, hop limit
+        # data offset and reserved bits, window (flags are ACK or ACK|PSH in every candidate),
+        # ack number, and every option byte
         return (
-            same_ip
+            first[tcp + 12] == packet[tcp + 12]
+            and first[tcp + 14 : tcp + 16] == packet[tcp + 14 : tcp + 16]
             and first[tcp + 8 : tcp + 12] == packet[tcp + 8 : tcp + 12]
             and first[tcp + 20 : self.header_length] == packet[tcp + 20 : self.header_length]
         )
 
+    def _ip_id_follows(self, ident: int, df: int) -> bool:
+        """inet_gro_receive's IP ID rule: the ID increments by one per segment; with DF set
+        a flow whose second segment repeats the first ID may keep it fixed (RFC 6864)."""
+        count = len(self.payloads)
+        if self.fixed_id:
+            return ident == self.first_id
+        if ident == (self.first_id + count) & 0xFFFF:
+            return True
+        return bool(df) and count == 1 and ident == self.first_id
+
     def add(self, packet: bytes, payload_length: int, psh: bool) -> None:
+        if self.version == 4 and len(self.payloads) == 1:
+            self.fixed_id = _U16.unpack_from(packet, 4)[0] == self.first_id
         self.payloads.append(packet[self.header_length :])
         self.next_seq = (self.next_seq + payload_length) & 0xFFFFFFFF
         self.total += payload_length
@@ -138,8 +172,8 @@ def _tcp_segment_info(packet: bytes) -> tuple[bytes, int, int, int, int, int, bo
     if version == 4:
         if size < 40 or packet[0] != 0x45 or packet[9] != IPPROTO_TCP:
             return None
-        if (packet[6] & 0x3F) or packet[7] or _U16.unpack_from(packet, 2)[0] != size:
-            return None  # fragment, or trailing bytes
+        if (packet[6] & ~_IP_DF) or packet[7] or _U16.unpack_from(packet, 2)[0] != size:
+            return None  # fragment, reserved flag, or trailing bytes
         ip_length = 20
         key = packet[12:20]
     elif version == 6:
@@ -177,12 +211,43 @@ def coalesce(packets: Iterable[bytes]) -> list[bytes]:
         key, version, ip_length, header_length, seq, payload_length, psh = info
         run = open_runs.get(key)
         if run is not None and run.accepts(packet, header_length, seq, payload_length):
-            run.add(packet, payload_length, psh)
-            continue
+            if not run.verified:
+                run.verified = checksums_valid(run.first, version)
+            if run.verified:
+                if checksums_valid(packet, version):
+                    run.add(packet, payload_length, psh)
+                else:
+                    # corrupt: the kernel checks it (no NEEDS_CSUM) and drops it; the run
+                    # ends here so that nothing after it is written before it
+                    del open_runs[key]
+                    slots.append(NO_OFFLOAD + packet)
+                continue
+            # a corrupt first segment stays alone as written; this one starts a new run
         run = _Segments(packet, version, ip_length, header_length, seq)
         open_runs[key] = run
         slots.append(run)
     return [slot if isinstance(slot, bytes) else slot.build() for slot in slots]
+
+
+def checksums_valid(packet: bytes, version: int) -> bool:
+    """Whether a TCP segment's checksum (pseudo-header included) and, for IPv4, its header
+    checksum verify.
+
+    A valid one's complement sum is 0xFFFF, which is 0 modulo 0xFFFF (2**16 = 1 mod 0xFFFF);
+    the sum is byte-order independent (RFC 1071), so the whole segment is read as one
+    little-endian integer and reduced once: about 2.5 µs for 1400 bytes in CPython 3.11,
+    against 17 µs summing struct-unpacked words and 40 µs with array. The pseudo-header's
+    addresses sit right before the TCP header (IPv4 bytes 12-20, IPv6 8-40), so one slice
+    takes them too; its protocol and length words are added byte-swapped.
+    """
+    if version == 4:
+        if int.from_bytes(packet[:20], "little") % 0xFFFF:
+            return False
+        start, tcp_length = 12, len(packet) - 20
+    else:
+        start, tcp_length = 8, len(packet) - 40
+    swapped_words = (IPPROTO_TCP << 8) + ((tcp_length & 0xFF) << 8) + (tcp_length >> 8)
+    return (int.from_bytes(packet[start:], "little") + swapped_words) % 0xFFFF == 0
 
 
 def _belongs(packet: bytes, run: _Segments, key: bytes) -> bool:
