@@ -58,6 +58,7 @@ def established() -> tuple[Pair, Device]:
     pair.handshake()
     assert pair.b.delivered
     pair.b.device.defer_handshakes = True
+    pair.now += UNDER_LOAD_AFTER_TIME  # the handshake's arrival is history for the load rule
     return pair, pair.b.device
 
 
@@ -68,13 +69,30 @@ def cookie_replies(device: Device) -> int:
 def test_under_load_from_the_queue_depth_and_for_a_second_after():
     queue: HandshakeQueue[int] = HandshakeQueue(capacity=4, under_load_depth=2)
     assert not queue.under_load(10.0)
-    assert queue.push(1) and not queue.under_load(10.0)
-    assert queue.push(2) and queue.under_load(10.0)
+    assert queue.push(1) and not queue.under_load(11.0)
+    assert queue.push(2) and queue.under_load(12.0)
     assert queue.pop() == 1 and queue.pop() == 2 and len(queue) == 0
-    assert queue.under_load(10.0 + UNDER_LOAD_AFTER_TIME - 0.001)
-    assert not queue.under_load(10.0 + UNDER_LOAD_AFTER_TIME)
+    assert queue.under_load(12.0 + UNDER_LOAD_AFTER_TIME - 0.001)
+    assert not queue.under_load(12.0 + UNDER_LOAD_AFTER_TIME)
     assert all(queue.push(n) for n in range(4))
     assert not queue.push(5) and len(queue) == 4
+
+
+def test_under_load_from_the_arrival_rate_even_when_nothing_waits():
+    """5,000 a second that are finished as they come never pile up, yet would cost the one
+    thread ~55 µs each: the 513th within a second puts the device under load."""
+    queue: HandshakeQueue[int] = HandshakeQueue()
+    answers = [queue.under_load(100.0 + i / 5000) for i in range(5000)]
+    assert answers.index(True) == UNDER_LOAD_QUEUE_LENGTH
+    assert all(answers[UNDER_LOAD_QUEUE_LENGTH:])  # the flood goes on: so does the state
+    assert queue.under_load(101.0 + UNDER_LOAD_AFTER_TIME - 0.001)
+    assert not queue.under_load(101.0 + UNDER_LOAD_AFTER_TIME)
+
+
+def test_a_busy_hub_is_not_under_load():
+    """10,000 peers renewing every REKEY_AFTER_TIME is ~83 initiations a second."""
+    queue: HandshakeQueue[int] = HandshakeQueue()
+    assert not any(queue.under_load(i / 200) for i in range(200 * 60))
 
 
 def test_the_reference_bounds():
@@ -119,7 +137,7 @@ def test_a_full_eighth_means_cookie_replies_and_they_are_rate_limited_per_source
 
 def test_the_queue_is_bounded():
     _, victim = established()
-    victim.handshakes.under_load_depth = MAX_QUEUED_INCOMING_HANDSHAKES + 1  # never under load
+    victim.handshakes.under_load_depth = 10**9  # never under load
     Attacker(victim).flood(victim, MAX_QUEUED_INCOMING_HANDSHAKES + 10, 0.0)
     assert len(victim.handshakes) == MAX_QUEUED_INCOMING_HANDSHAKES
     assert victim.drops[Drop.HANDSHAKE_QUEUE_FULL] == 10

@@ -20,6 +20,12 @@ from wgpy.core.constants import (
 )
 from wgpy.core.messages import COOKIE_REPLY, MAC1_OFFSET_FROM_END, MAC2_OFFSET_FROM_END
 
+# mac2 of a sender that holds no cookie (a valid mac2 is all zero with probability 2^-128).
+_NO_MAC2 = bytes(16)
+# Cookies remembered per source address until the secret rotates (a flood from random
+# sources empties the memo rather than growing it).
+MAX_REMEMBERED_COOKIES = 65536
+
 
 def _mac1_key(public_key: bytes) -> bytes:
     return crypto.hash_(LABEL_MAC1, public_key)
@@ -38,6 +44,7 @@ class CookieChecker:
         self._encryption_key = b""
         self._secret = b""
         self._secret_time: float | None = None
+        self._cookies: dict[bytes, bytes] = {}
 
     def set_public_key(self, public_key: bytes | None) -> None:
         """Key the checker to the device's identity (None: no identity, every mac1 fails)."""
@@ -55,14 +62,25 @@ class CookieChecker:
         return _hmac.compare_digest(expected, message[end : end + 16])
 
     def _current_cookie(self, source: bytes, now: float) -> bytes:
-        """Cookie = MAC(R, source address || port), R rotated every COOKIE_REFRESH_TIME."""
+        """Cookie = MAC(R, source address || port), R rotated every COOKIE_REFRESH_TIME;
+        remembered per source, since under a flood the same few sources ask again and again."""
         if self._secret_time is None or now - self._secret_time >= COOKIE_REFRESH_TIME:
             self._secret = self._random(32)
             self._secret_time = now
-        return crypto.mac(self._secret, source)
+            self._cookies.clear()
+        cookie = self._cookies.get(source)
+        if cookie is None:
+            if len(self._cookies) >= MAX_REMEMBERED_COOKIES:
+                self._cookies.clear()
+            cookie = self._cookies[source] = crypto.mac(self._secret, source)
+        return cookie
 
     def check_mac2(self, message: bytes, source: bytes, now: float) -> bool:
+        """Whether mac2 is MAC(cookie of `source`, message up to mac2). An all-zero mac2 (the
+        sender has no cookie: every initiation of a mac1-only flood) fails without a MAC."""
         end = len(message) - MAC2_OFFSET_FROM_END
+        if message[end:] == _NO_MAC2:
+            return False
         expected = crypto.mac(self._current_cookie(source, now), message[:end])
         return _hmac.compare_digest(expected, message[end:])
 
