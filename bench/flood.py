@@ -69,9 +69,9 @@ _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/flood.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="5000,20000,max",
+    parser.add_argument("--rates", default="5000,20000,40000,max",
                         help="attack rates, initiations/s ('max': as fast as the sender can)")
-    parser.add_argument("--mac2-rate", default="max",
+    parser.add_argument("--mac2-rate", default="40000",
                         help="rate of the valid-mac2 variant ('none' skips it)")
     parser.add_argument("--sources", type=int, default=64, help="attacker source addresses")
     parser.add_argument("--mac2-sources", type=int, default=4,
