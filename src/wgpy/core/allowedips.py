@@ -212,6 +212,11 @@ class AllowedIPs(Generic[P]):
                 result.append(ipaddress.IPv6Network((value, length)))
         return result
 
+    def keys_for_peer(self, peer: P) -> list[tuple[int, int, int]]:
+        """entries_for_peer as (IP version, network as an int, prefix length), without
+        building a network object each (what a `get` of many peers needs to print them)."""
+        return list(self._by_peer.get(peer, ()))
+
     def compact(self) -> None:
         """Build the lookup index now (e.g. after loading a large configuration)."""
         self._v4.build_index()

@@ -77,9 +77,13 @@ def parse_message(text: str) -> list[tuple[str, str]]:
 
 def parse_unsigned(value: str, maximum: int) -> int:
     """wg's NUM(max): decimal digits only (no sign, no spaces), at most `maximum`."""
-    if not _DIGITS.match(value) or decimal(value) > maximum:
+    if len(value) <= 18 and value.isascii() and value.isdigit():
+        number = int(value)  # the common case, without decimal()'s guard against huge text
+    else:
+        number = decimal(value) if _DIGITS.match(value) else -1
+    if not 0 <= number <= maximum:
         raise UapiFormatError(f"not a number in 0..{maximum}: {value!r}")
-    return decimal(value)
+    return number
 
 
 def parse_errno(value: str) -> int:
