@@ -206,8 +206,17 @@ def disturb(action: str, sides: dict[str, Side], churn: int, step: int) -> dict:
     return {"action": action, "seconds": 0.0}
 
 
+def _slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs."""
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread \
+        if spread else 0.0
+
+
 def verdict(samples: list[dict], kind: str, warmup_s: float) -> dict:
     """Flat or not: early (first quarter after warm-up) against late (last quarter)."""
+    times = [s["t"] for s in samples if s["t"] >= warmup_s]
     series = [s[kind] for s in samples if s["t"] >= warmup_s]
     if len(series) < 4:
         return {"flat": False, "reason": "too few samples after warm-up"}
@@ -224,7 +233,10 @@ def verdict(samples: list[dict], kind: str, warmup_s: float) -> dict:
         problems.append(f"fds grew {fds_early} → {fds_late}")
     if thr_late > thr_early:
         problems.append(f"threads grew {thr_early} → {thr_late}")
+    half = len(series) // 2
+    trend = _slope(times[half:], [x["rss_kib"] for x in series[half:]])
     return {"flat": not problems, "reason": "; ".join(problems) or None,
+            "rss_kib_per_hour_last_half": round(trend * 3600),
             "rss_kib_early": rss_early, "rss_kib_late": rss_late,
             "rss_kib_max": max(x["rss_kib"] for x in series),
             "fds_early": fds_early, "fds_late": fds_late,
@@ -291,7 +303,9 @@ def chart(result: dict, path: str, title: str) -> None:
         axes[0].plot(minutes, [s[kind]["rss_kib"] / 1024 for s in samples], label=kind)
         axes[1].plot(minutes, [s[kind]["fds"] for s in samples], label=kind)
         axes[2].plot(minutes, [s[kind]["threads"] for s in samples], label=kind)
-    rates = [0.0] + [8 * (b["tx_bytes_a"] - a["tx_bytes_a"]) / max(b["t"] - a["t"], 0.01) / 1e6
+    # the counter restarts when rekey-a re-adds the peer: then the new count is the delta
+    rates = [0.0] + [8 * (b["tx_bytes_a"] - a["tx_bytes_a"] if b["tx_bytes_a"] >= a["tx_bytes_a"]
+                          else b["tx_bytes_a"]) / max(b["t"] - a["t"], 0.01) / 1e6
                      for a, b in itertools.pairwise(samples)]
     axes[3].plot(minutes, rates, color="gray")
     for axis, label in zip(axes, ("RSS (MiB)", "open fds", "threads", "wgpyd tx (Mbit/s)"),
@@ -334,15 +348,17 @@ def main(argv: list[str] | None = None) -> int:
           + f", distinct handshake times sampled on wgpyd {result['handshakes_seen']}, iperf3 runs "
           f"{result['traffic_runs']['ok']} ok / {result['traffic_runs']['failed']} failed, "
           f"ping B → A: {result['traffic_runs']['ping_b_to_a']}")
-    print("| daemon | RSS early → late (max) MiB | fds early → late | threads early → late "
-          "| flat |")
-    print("|---|---|---|---|---|")
+    print("| daemon | RSS early → late (max) MiB | RSS trend, last half | fds early → late "
+          "| threads early → late | flat |")
+    print("|---|---|---|---|---|---|")
     for kind, v in result["verdict"].items():
         if "rss_kib_early" not in v:
-            print(f"| {kind} | - | - | - | no: {v['reason']} |")
+            print(f"| {kind} | - | - | - | - | no: {v['reason']} |")
             continue
         print(f"| {kind} | {v['rss_kib_early'] / 1024:.1f} → {v['rss_kib_late'] / 1024:.1f} "
-              f"({v['rss_kib_max'] / 1024:.1f}) | {v['fds_early']} → {v['fds_late']} | "
+              f"({v['rss_kib_max'] / 1024:.1f}) | "
+              f"{v['rss_kib_per_hour_last_half'] / 1024:+.2f} MiB/h | "
+              f"{v['fds_early']} → {v['fds_late']} | "
               f"{v['threads_early']} → {v['threads_late']} | "
               f"{'yes' if v['flat'] else 'no: ' + v['reason']} |")
     path = machine.write_json(result, args.out, f"soak-{stamp}.json")
