@@ -124,8 +124,14 @@ class Lab:
         try:
             for ns in (self.a, self.m, self.b):
                 self._stack.enter_context(ns)
-            veth_pair((self.a, f"wbn{self.tag}a", A_UNDERLAY), (self.m, self.m_veths[0], M_A))
-            veth_pair((self.b, f"wbn{self.tag}b", B_UNDERLAY), (self.m, self.m_veths[1], M_B))
+            for ns, veth, address, m_veth, m_address in (
+                    (self.a, f"wbn{self.tag}a", A_UNDERLAY, self.m_veths[0], M_A),
+                    (self.b, f"wbn{self.tag}b", B_UNDERLAY, self.m_veths[1], M_B)):
+                veth_pair((ns, veth, address), (self.m, m_veth, m_address))
+                # One datagram per skb on the way into M, so that nftables drops or duplicates
+                # datagrams, not whole UDP GSO batches (wgpyd sends those; a veth passes them
+                # on unsegmented).
+                ns.run("ip", "link", "set", veth, "gso_max_segs", "1")
             self._stack.callback(self.stop_relay)
         except BaseException:
             self._stack.close()
