@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
 from wgpy.inmemory import Pair, ipv4_packet
-from wgpy.uapi.client import get_extensions
+from wgpy.uapi.client import get_drops
 from wgpy.uapi.text import socket_path
 
 
@@ -47,9 +47,9 @@ def wg_command() -> list[str]:
 
 
 def print_drops(iface: str) -> None:
-    """The wgpy_drop_* counters, an extension of the UAPI `get` (the real `wg` ignores it)."""
-    drops = get_extensions(iface)
-    print("     " + ", ".join(f"{k.removeprefix('wgpy_drop_')}={v}" for k, v in drops.items()))
+    """The drop counters, wgpyd's own UAPI request (`wgpy_get=1`)."""
+    drops = get_drops(iface)
+    print("     " + ", ".join(f"{k}={v}" for k, v in drops.items()))
 
 
 @contextlib.contextmanager

@@ -89,16 +89,19 @@ def device_pair(files: str) -> Iterator[DevicePair]:
 
 class FakeUapi:
     """A UAPI socket answering `get` with `reply` (a `get` body, errno line added; or `raw`,
-    sent as is) and `set` with `errno=-<set_errno>`, recording every `set` request text."""
+    sent as is), wgpyd's `wgpy_get` with `drops` (closing the connection without a reply
+    when None, as wireguard-go does) and `set` with `errno=-<set_errno>`, recording every
+    `set` request text."""
 
     def __init__(self, reply: str = "", set_errno: int = 0, raw: str | None = None,
-                 directory: str = SOCKET_DIR) -> None:
+                 directory: str = SOCKET_DIR, drops: str | None = None) -> None:
         self.name = unique_name("wcf", 15)
         self.directory = directory
         self.path = os.path.join(directory, f"{self.name}.sock")
         self.reply = reply
         self.raw = raw
         self.set_errno = set_errno
+        self.drops = drops
         self.requests: list[str] = []
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -140,7 +143,10 @@ class FakeUapi:
                 return
             data += chunk
         request = data.decode()
-        if request.startswith("get=1\n") and self.raw is not None:
+        if request.startswith("wgpy_get=1\n"):
+            if self.drops is not None:
+                connection.sendall(f"{self.drops}errno=0\n\n".encode())
+        elif request.startswith("get=1\n") and self.raw is not None:
             connection.sendall(self.raw.encode())
         elif request.startswith("get=1\n"):
             body = self.reply if not self.reply or self.reply.endswith("\n") else self.reply + "\n"

@@ -204,3 +204,14 @@ def test_console_script_runs(pair):
         assert wgpy.returncode == wg.returncode, args
         if args and args[0] == "show" and args[1] == pair.a:
             assert multiset(wgpy.stdout, pair.a) == multiset(wg.stdout, pair.a)
+
+
+def test_drops_on_a_wireguard_go_device_says_it_has_none(pair):
+    """wireguard-go refuses wgpyd's own request (it closes the connection): `--drops` says so
+    plainly, and the device goes on serving `wg` as before."""
+    before = run_wg("show", pair.a, "dump").stdout
+    result = run_wgpy("show", pair.a, "--drops")
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr == f"{pair.a}: no drop counters: this device is not wgpyd (only " \
+        "wgpyd counts dropped packets by reason)\n"
+    assert run_wg("show", pair.a, "dump").stdout == before

@@ -26,7 +26,7 @@ def socket_dir(tmp_path, monkeypatch):
 
 def test_get_reads_a_typed_model_and_keeps_unknown_interface_keys(socket_dir):
     reply = (f"private_key={bytes(range(32)).hex()}\nlisten_port=51820\nfwmark=0\n"
-             "wgpy_drop_bad_mac1=3\nfuture=1\n"
+             "future=1\n"
              f"public_key={KEY1.hex()}\npreshared_key={'00' * 32}\nprotocol_version=1\n"
              "endpoint=[fe80::1%lo]:51820\nlast_handshake_time_sec=1700000000\n"
              "last_handshake_time_nsec=42\ntx_bytes=10\nrx_bytes=20\nunknown_peer_key=x\n"
@@ -35,8 +35,7 @@ def test_get_reads_a_typed_model_and_keeps_unknown_interface_keys(socket_dir):
         device = client.get_device(fake.name)
         assert client.list_interfaces() == [fake.name]
     assert device.name == fake.name and device.listen_port == 51820 and device.fwmark == 0
-    assert device.public_key is not None and device.extensions == {
-        "wgpy_drop_bad_mac1": "3", "future": "1"}
+    assert device.public_key is not None
     (peer,) = device.peers
     assert peer.preshared_key is None and peer.protocol_version == 1
     assert peer.endpoint == Endpoint("fe80::1%lo", 51820)
@@ -115,7 +114,7 @@ def test_message_text():
 
 
 def test_cli_reads_the_device_through_the_socket_dir(socket_dir):
-    with FakeUapi(f"listen_port=7\nwgpy_drop_replayed=4\npublic_key={KEY1.hex()}\n",
+    with FakeUapi(f"listen_port=7\npublic_key={KEY1.hex()}\n", drops="drop_replayed=4\n",
                   directory=socket_dir) as fake:
         env = {"WG_SOCKET_DIR": socket_dir}
         shown = run_wgpy("show", fake.name, "listen-port", env=env)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
-from wgpy.uapi.client import get_extensions
+from wgpy.uapi.client import get_drops
 
 from netlab import Namespace, start_wgpyd, start_wireguard_go, veth_pair
 
@@ -61,8 +61,7 @@ class Host:
 
     def drops(self) -> dict[str, int]:
         """The named drop counters wgpyd reports over UAPI."""
-        return {k.removeprefix("wgpy_drop_"): int(v)
-                for k, v in get_extensions(self.iface).items() if k.startswith("wgpy_drop_")}
+        return get_drops(self.iface)
 
     def peer_field(self, field: str) -> str:
         """One column of `wg show IFACE FIELD` for the (single) peer."""

@@ -15,6 +15,7 @@ from wgpy.uapi import protocol
 from wgpy.uapi.protocol import (
     UapiError,
     apply_set,
+    format_drops,
     format_endpoint,
     format_get,
     parse_endpoint,
@@ -64,9 +65,10 @@ def peer_blocks(host) -> list[list[str]]:
 # ---------------------------------------------------------------------- get
 
 
-def test_empty_device_has_only_drop_counters(host):
-    lines = format_get(host).splitlines()
-    assert lines and all(line.startswith("wgpy_drop_") for line in lines)
+def test_empty_device_gets_nothing_and_has_zero_drop_counters(host):
+    assert format_get(host) == ""  # as wireguard-go: no key of its own
+    lines = format_drops(host).splitlines()
+    assert lines and all(line.startswith("drop_") for line in lines)
     assert {line.split("=")[1] for line in lines} == {"0"}
 
 
@@ -82,10 +84,8 @@ def test_round_trip_in_wireguard_go_order_and_formats(host):
     peer.last_handshake_wall = 1_700_000_123.25
     peer.rx_bytes, peer.tx_bytes = 1000, 2000
     text = format_get(host)
-    drops = "".join(f"wgpy_drop_{reason}=0\n" for reason in host.device.drops)
-    drops += "wgpy_drop_udp_send_failed=0\n"
     assert text == (
-        "private_key=f8" + "ff" * 30 + "7f\nlisten_port=51820\nfwmark=7\n" + drops
+        "private_key=f8" + "ff" * 30 + "7f\nlisten_port=51820\nfwmark=7\n"
         + f"public_key={pub(1)}\npreshared_key={'ab' * 32}\nprotocol_version=1\n"
         "endpoint=[2001:db8::1]:51820\nlast_handshake_time_sec=1700000123\n"
         "last_handshake_time_nsec=250000000\ntx_bytes=2000\nrx_bytes=1000\n"
@@ -118,11 +118,13 @@ def test_zero_values_are_not_listed(host):
     assert not {"private_key", "listen_port", "fwmark"} & keys
 
 
-def test_drop_counters_are_reported(host):
+def test_drop_counters_are_reported_by_their_own_request_only(host):
     host.device.drops["src_not_allowed"] = 412
     host.shell_drops["udp_send_failed"] = 3
-    assert state(host)["wgpy_drop_src_not_allowed"] == ["412"]
-    assert state(host)["wgpy_drop_udp_send_failed"] == ["3"]
+    drops = dict(line.split("=") for line in format_drops(host).splitlines())
+    assert drops["drop_src_not_allowed"] == "412" and drops["drop_udp_send_failed"] == "3"
+    assert list(drops)[-1] == "drop_udp_send_failed"  # the core's, then the shell's
+    assert "drop" not in format_get(host)
 
 
 @pytest.mark.parametrize(("endpoint", "shown"), [

@@ -74,8 +74,18 @@ def test_set_then_get(uapi, host):
             f"public_key={PEERS[0]}\nallowed_ip=10.0.0.0/8\n\n")
     assert request(uapi.path, body) == "errno=0\n\n"
     text = get(uapi.path)
-    assert text.startswith(f"private_key={KEY.hex()}\nlisten_port=51820\nwgpy_drop_")
+    assert text.startswith(f"private_key={KEY.hex()}\nlisten_port=51820\npublic_key=")
     assert text.endswith("allowed_ip=10.0.0.0/8\nerrno=0\n\n")
+
+
+def test_drop_counters_on_their_own_request(uapi, host):
+    host.device.drops["replayed"] = 5
+    with connect(uapi.path) as client:
+        client.sendall(b"wgpy_get=1\n\nget=1\n\nwgpy_get=1\nx")  # as get=1: one newline
+        drops, device, refused = read_replies(client, 3).split("\n\n")[:3]
+    assert "drop_replayed=5\n" in drops and drops.endswith("errno=0")
+    assert "drop" not in device
+    assert refused == "errno=-22"
 
 
 def test_several_requests_on_one_connection_even_in_one_write(uapi):

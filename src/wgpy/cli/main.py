@@ -30,7 +30,13 @@ from wgpy.config.values import ConfigError, parse_key
 from wgpy.config.writer import format_showconf
 from wgpy.core.crypto import clamp_private_key, public_key
 from wgpy.core.keys import key_to_base64
-from wgpy.uapi.client import get_device, list_interfaces, set_device
+from wgpy.uapi.client import (
+    NoDropCountersError,
+    get_device,
+    get_drops,
+    list_interfaces,
+    set_device,
+)
 
 IFNAMSIZ = 16
 SUBCOMMANDS = (
@@ -218,13 +224,13 @@ def cmd_show_drops(args: list[str]) -> int:
     if len(args) != 1 or args[0] in ("all", "interfaces"):
         return fail(f"Usage: {program_name()} show <interface> --drops")
     try:
-        device = get_device(args[0])
+        counters = get_drops(args[0])
+    except NoDropCountersError:
+        print(f"{args[0]}: no drop counters: this device is not wgpyd (only wgpyd counts "
+              "dropped packets by reason)", file=sys.stderr)
+        return 0
     except OSError as exc:
         return fail(f"Unable to access interface: {_strerror(exc)}")
-    counters = {key.removeprefix("wgpy_drop_"): value
-                for key, value in device.extensions.items() if key.startswith("wgpy_drop_")}
-    if not counters:
-        print(f"{args[0]}: no drop counters (only wgpyd reports them)", file=sys.stderr)
     width = max((len(name) for name in counters), default=0)
     for name, count in counters.items():
         print(f"{name:<{width}}  {count}")

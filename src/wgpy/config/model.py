@@ -88,6 +88,3 @@ class DeviceConfig:
     replace_peers: bool = False
     peers: list[PeerConfig] = field(default_factory=list)
     quick: QuickConfig = field(default_factory=QuickConfig)
-    # Interface-level `get` keys this model does not know (wgpyd's wgpy_drop_<reason>=N), in
-    # the order received; wg ignores them, `wgpy show --drops` prints them.
-    extensions: dict[str, str] = field(default_factory=dict)

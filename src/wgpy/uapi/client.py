@@ -9,8 +9,8 @@ Usable from Python as well as by the `wgpy` command:
 Requests and the reading of replies follow `wg` (ipc-uapi.h, ipc-uapi-unix.h): the same text
 is sent, a reply is accepted or refused on the same grounds, and the errno reported is the
 one `wg` would report, so a device cannot tell the two apart and neither can a user. Keys a
-reply carries that `wg` does not know are ignored, except that interface-level ones (wgpyd's
-`wgpy_drop_<reason>=N`) are kept in `DeviceConfig.extensions`.
+reply carries that `wg` does not know are ignored. `get_drops` asks wgpyd for its drop
+counters with its own request (`wgpy_get=1`), which other implementations refuse.
 
 Kernel WireGuard interfaces (netlink) are not supported: they are listed, and any request
 for one fails with a KernelInterfaceError that says so. (wg handles those; this machine
@@ -28,8 +28,10 @@ from wgpy.config.model import AllowedIP, DeviceConfig, Endpoint, PeerConfig
 from wgpy.config.values import ConfigError, split_endpoint
 from wgpy.core.crypto import public_key
 from wgpy.uapi.text import (
+    DROP_PREFIX,
     GET_REQUEST,
     SOCKET_SUFFIX,
+    WGPY_GET_REQUEST,
     UapiFormatError,
     format_hex_key,
     format_message,
@@ -195,8 +197,6 @@ def _read_get(iface: str, text: str) -> tuple[DeviceConfig, int | None]:
             device.listen_port = parse_unsigned(value, 0xFFFF)
         elif key == "fwmark":
             device.fwmark = parse_unsigned(value, 0xFFFFFFFF)
-        else:
-            device.extensions[key] = value
     return device, code
 
 
@@ -262,9 +262,33 @@ def _read_allowed_ip(value: str) -> AllowedIP:
     return AllowedIP(address, parse_unsigned(cidr_text, address.max_prefixlen))
 
 
-def get_extensions(iface: str) -> dict[str, str]:
-    """Interface-level keys only some devices send (wgpyd's wgpy_drop_<reason> counters)."""
-    return get_device(iface).extensions
+class NoDropCountersError(UapiClientError):
+    """The device does not keep drop counters (it is not wgpyd: it refused `wgpy_get=1`)."""
+
+
+def get_drops(iface: str) -> dict[str, int]:
+    """wgpyd's drop counters by reason, in its order. A device that closes the connection
+    without a reply (wireguard-go does, on an operation it does not know) raises
+    NoDropCountersError."""
+    reply = _exchange(iface, WGPY_GET_REQUEST)
+    if not reply:
+        raise NoDropCountersError(errno.EOPNOTSUPP, f"{iface} keeps no drop counters "
+                                  "(only wgpyd counts dropped packets by reason)")
+    drops: dict[str, int] = {}
+    code: int | None = None
+    try:
+        for key, value in parse_message(reply):
+            if key == "errno":
+                code = parse_errno(value)
+            elif key.startswith(DROP_PREFIX):
+                drops[key.removeprefix(DROP_PREFIX)] = parse_unsigned(value, 2**64 - 1)
+    except UapiFormatError:
+        raise _fail(errno.EPROTO) from None
+    if code is None:
+        raise _fail(errno.EPROTO)
+    if code:
+        raise _fail(abs(code))
+    return drops
 
 
 def format_set(device: DeviceConfig) -> bytes:

@@ -5,7 +5,8 @@ requests (`next_request`); nothing here reads a socket or a clock. A connection 
 requests holds an empty buffer and no parser, so hundreds of idle clients cost little.
 
 Framing, as the reference: several requests may share a connection; `get=1` must be followed
-by exactly one byte, a newline (anything else: EINVAL); an unknown operation closes the
+by exactly one byte, a newline (anything else: EINVAL; so must wgpyd's own `wgpy_get=1`, the
+drop counters, which the reference does not know); an unknown operation closes the
 connection without a reply; body lines may end in CRLF (bufio.Scanner drops the CR); a line
 over MAX_LINE bytes is answered with EIO and the connection closed. Where the reference lets
 one client hurt the daemon, this does not: a `set` larger than MAX_REQUEST gets EIO and the
@@ -20,7 +21,7 @@ import logging
 from dataclasses import dataclass
 
 from wgpy.uapi.protocol import SetParser, SetRequest, UapiError
-from wgpy.uapi.text import EINVAL, EIO, EPROTO
+from wgpy.uapi.text import EINVAL, EIO, EPROTO, WGPY_GET_OPERATION
 
 log = logging.getLogger("wgpy.uapi")
 
@@ -35,7 +36,10 @@ def errno_reply(code: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Get:
-    """A well-formed `get=1`: answer with the device's state."""
+    """A well-formed `get=1`: answer with the device's state; or, `drops`, a `wgpy_get=1`:
+    answer with the drop counters."""
+
+    drops: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,7 @@ class _LineTooLong(Exception):
 class RequestStream:
     """One connection's framing state."""
 
-    __slots__ = ("_buffer", "_error", "_parser", "_size", "_start", "_state")
+    __slots__ = ("_buffer", "_drops", "_error", "_parser", "_size", "_start", "_state")
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -83,6 +87,7 @@ class RequestStream:
         self._parser: SetParser | None = None
         self._error: UapiError | None = None
         self._size = 0
+        self._drops = False  # the get being read is a wgpy_get
 
     @property
     def in_request(self) -> bool:
@@ -105,8 +110,8 @@ class RequestStream:
                     operation = b""
                 if operation is None:
                     return None
-                if operation == b"get=1":
-                    self._state = _State.GET
+                if operation in (b"get=1", WGPY_GET_OPERATION):
+                    self._state, self._drops = _State.GET, operation == WGPY_GET_OPERATION
                 elif operation == b"set=1":
                     self._state, self._parser, self._error, self._size = (
                         _State.SET, SetParser(), None, 0)
@@ -122,7 +127,7 @@ class RequestStream:
                 if terminator != ord("\n"):
                     log.error("trailing character in UAPI get")
                     return Reply(errno_reply(EINVAL), keep_open=True)
-                return Get()
+                return Get(drops=self._drops)
             else:
                 try:
                     line = self._line()

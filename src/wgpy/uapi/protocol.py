@@ -17,9 +17,10 @@ Deliberate differences, each because the reference's behaviour can hurt a user:
   zero key is ignored, as in wireguard-go and the kernel); after `private_key=00…00`
   wireguard-go keeps X25519(0)'s public key instead, which the core does not remember.
 
-`get` also carries `wgpy_drop_<reason>=<count>` lines (the core's drop counters, then the I/O
-shell's) after the interface keys and before the first peer; `wg` (ipc-uapi.h) skips keys it
-does not know.
+`get` answers exactly wireguard-go's keys: other clients than `wg` (wgctrl-go, exporters,
+scripts) parse it too. The drop counters are wgpyd's own request, `wgpy_get=1` (format_drops:
+`drop_<reason>=<count>` lines, the core's then the I/O shell's), an operation wireguard-go
+refuses by closing the connection, so a client can tell a device without counters.
 """
 
 import contextlib
@@ -93,8 +94,6 @@ def format_get(host: DeviceHost) -> str:
     mark = host.fwmark()
     if mark:
         lines.append(f"fwmark={mark}")
-    lines.extend(f"wgpy_drop_{reason}={count}" for reason, count in device.drops.items())
-    lines.extend(f"wgpy_drop_{reason}={count}" for reason, count in host.io_drops().items())
     keys_for_peer = device.allowed_ips.keys_for_peer
     for peer in device.peers.values():
         endpoint = peer.endpoint
@@ -112,6 +111,12 @@ def format_get(host: DeviceHost) -> str:
         lines.extend(f"allowed_ip={_prefix_text(*key)}" for key in keys_for_peer(peer))
     lines.append("")
     return "\n".join(lines)
+
+
+def format_drops(host: DeviceHost) -> str:
+    """The body of a `wgpy_get=1` answer without its `errno=0` line; run it inside host.call."""
+    counters = [*host.device.drops.items(), *host.io_drops().items()]
+    return "".join(f"drop_{reason}={count}\n" for reason, count in counters)
 
 
 def _split_time(wall: float) -> tuple[int, int]:

@@ -37,7 +37,14 @@ from collections.abc import Callable
 
 from wgpy.io.filewatch import FileWatch
 from wgpy.uapi.framing import Close, Get, Reply, RequestStream, Set, errno_reply
-from wgpy.uapi.protocol import DeviceHost, SetRequest, UapiError, apply_set, format_get
+from wgpy.uapi.protocol import (
+    DeviceHost,
+    SetRequest,
+    UapiError,
+    apply_set,
+    format_drops,
+    format_get,
+)
 from wgpy.uapi.text import ENOANO, socket_path
 from wgpy.uapi.text import socket_dir as default_socket_dir
 
@@ -333,7 +340,8 @@ class UapiServer:
                 self._drop(client)
                 return
             if isinstance(request, Get):
-                self._send(client, self._get(), keep_open=True)
+                self._send(client, self._get(format_drops if request.drops else format_get),
+                           keep_open=True)
             elif isinstance(request, Set):
                 self._send(client, self._apply(request.request), keep_open=True)
             else:
@@ -413,9 +421,10 @@ class UapiServer:
 
     # ------------------------------------------------------------------ operations
 
-    def _get(self) -> bytes:
+    def _get(self, formatter: Callable[[DeviceHost], str]) -> bytes:
+        """`get=1` (format_get) or wgpyd's own `wgpy_get=1` (format_drops)."""
         host = self.host
-        return self._run(lambda: host.call(lambda: format_get(host)).encode() + b"errno=0\n\n")
+        return self._run(lambda: host.call(lambda: formatter(host)).encode() + b"errno=0\n\n")
 
     def _apply(self, request: SetRequest) -> bytes:
         def apply() -> bytes:

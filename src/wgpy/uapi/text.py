@@ -20,6 +20,11 @@ SOCKET_DIR_ENV = "WG_SOCKET_DIR"
 SOCKET_SUFFIX = ".sock"
 
 GET_REQUEST = b"get=1\n\n"
+# wgpyd's own operation (wireguard-go closes the connection on it): the drop counters, as
+# `drop_<reason>=<count>` lines, kept out of `get` so that its reply is wireguard-go's.
+WGPY_GET_OPERATION = b"wgpy_get=1"
+WGPY_GET_REQUEST = WGPY_GET_OPERATION + b"\n\n"
+DROP_PREFIX = "drop_"
 
 # The errnos wireguard-go answers with (ipc.IpcError*), positive here; on the wire negated.
 EIO = errno.EIO
