@@ -56,6 +56,8 @@ from testbed import (
     stop_process,
 )
 
+from wgpy.uapi.client import get_drops
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 KINDS = ("wireguard-go", "wgpyd")
 VICTIM, LEGIT = "10.203.0.1", "10.203.0.2"
@@ -232,14 +234,9 @@ def uapi_get(iface: str, timeout: float = 10.0) -> tuple[float, str]:
     return time.monotonic() - start, reply.decode(errors="replace")
 
 
-def wgpy_drops(reply: str) -> dict[str, int]:
-    """wgpyd's drop counters from a `get=1` reply (wireguard-go has none)."""
-    drops = {}
-    for line in reply.splitlines():
-        key, _, value = line.partition("=")
-        if key.startswith("wgpy_drop_") and value.isdigit() and int(value):
-            drops[key.removeprefix("wgpy_drop_")] = int(value)
-    return drops
+def wgpy_drops(iface: str) -> dict[str, int]:
+    """wgpyd's non-zero drop counters (its own UAPI request; wireguard-go has none)."""
+    return {reason: count for reason, count in get_drops(iface).items() if count}
 
 
 class Sampler:
@@ -352,7 +349,7 @@ def flood(topo: Topology, victim: Daemon, legit: Legit, victim_public: str, atta
             handshake_s = restart_handshake(topo, legit, args.restart_timeout)
         cpu = cpu_seconds(victim.pid) - cpu_before
         elapsed = time.monotonic() - started
-        drops = wgpy_drops(uapi_get(victim.iface)[1]) if victim.kind == "wgpyd" else {}
+        drops = wgpy_drops(victim.iface) if victim.kind == "wgpyd" else {}
     if "error" in sent:
         raise BenchError(f"attacker: {sent['error']}")
     if handshake_s is None:  # make sure the next attack starts from a working tunnel
