@@ -71,7 +71,7 @@ def _number(value: float | None) -> str:
     return f"{value:.2f}" if value >= 0.1 or value == 0 else f"{value:.3f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown pipe table, padded so it also reads well in a terminal. A row may be short
     (a failure message instead of numbers): Markdown fills the missing cells."""
     widths = [max(len(row[i]) for row in [header, *rows] if len(row) == len(header))
@@ -97,7 +97,7 @@ def medians_table(summary: dict) -> str:
         runs = f"{entry['runs_ok']}/{entry['runs_ok'] + entry['runs_failed']}"
         cells = _failed(entry) or [_number(entry["median"][m]) for m in METRICS]
         rows.append([entry["label"], runs, *cells])
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def ratios_table(summary: dict, baseline_label: str) -> str:
@@ -108,7 +108,7 @@ def ratios_table(summary: dict, baseline_label: str) -> str:
             "-" if (r := entry["ratio"][key]) is None else f"{r:.2f}x" for key in RATIOS
         ]
         rows.append([entry["label"], *cells])
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def failures(runs: list[dict]) -> list[str]:

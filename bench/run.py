@@ -13,7 +13,6 @@ A configuration that cannot run is reported as "failed: <reason>", never a crash
 import argparse
 import contextlib
 import os
-import shutil
 import sys
 
 import machine
@@ -40,6 +39,7 @@ from testbed import (
     Terminated,
     Testbed,
     exit_status,
+    missing_prerequisites,
     raise_terminated_on_sigterm,
 )
 
@@ -181,12 +181,9 @@ def run_rounds(bed: Testbed, configs: list[Config], args: argparse.Namespace) ->
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench/run.py: needs root (network namespaces, TUN)", file=sys.stderr)
-        return 2
-    missing = [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
-    if missing:
-        print(f"bench/run.py: missing tools: {' '.join(missing)}", file=sys.stderr)
+    problem = missing_prerequisites("bench/run.py", REQUIRED_TOOLS)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     raise_terminated_on_sigterm()
     configs = [config for config in CONFIGS if config.name in args.only]

@@ -35,7 +35,7 @@ def only_json(directory) -> dict:
 def leftovers(tag: str) -> list[str]:
     """Namespaces, UAPI sockets and processes that carry a bench run's PID tag."""
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    ours = {f"wgpyb-a{tag}", f"wgpyb-b{tag}", f"wgpyb-p{tag}"}
+    ours = {f"wgpyb-a{tag}", f"wgpyb-b{tag}", f"wgpyb-p{tag}", f"wgpyb-r{tag}"}
     found = [line.split()[0] for line in namespaces.splitlines() if line.split()[0] in ours]
     found += [name for name in os.listdir("/var/run/wireguard") if name.startswith(f"wb{tag}")]
     for pid in os.listdir("/proc"):
@@ -113,3 +113,26 @@ def test_throughput_interrupted_cleans_up(wireguard_go, tmp_path):
     assert "cleaned up" in stderr
     assert leftovers(tag) == []
     assert not glob.glob(os.path.join(tmp_path, "*.json"))
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_narrow_path_smoke(wireguard_go, tmp_path):
+    """Every smoke path (local, routed behind ICMP, narrowing mid-transfer) carries TCP for
+    every configuration, and wgpyd lost nothing to refused sends."""
+    process = subprocess.Popen([sys.executable, os.path.join(BENCH, "narrow.py"), "--smoke",
+                                "--out", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate(timeout=180)
+    assert process.returncode == 0, stdout + stderr
+    data = only_json(tmp_path)
+    paths = [path["name"] for path in data["paths"]]
+    configs = [config["name"] for config in data["configs"]]
+    assert paths == ["v4-local-1400", "v6-routed-1280", "v4-narrows-1400"]
+    assert sorted((run["path"], run["config"]) for run in data["runs"]) == sorted(
+        (path, config) for path in paths for config in configs)
+    for run in data["runs"]:
+        assert run["status"] == "ok" and run["mbps"] > 1, run
+        assert run["udp_send_failed"] == 0, run
+    assert "| IPv6, router's far link 1280 (Packet Too Big)" in stdout
+    assert leftovers(str(process.pid)) == []
