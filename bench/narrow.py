@@ -33,7 +33,7 @@ from testbed import (
     raise_terminated_on_sigterm,
 )
 
-from wgpy.uapi.client import get_extensions
+from wgpy.uapi.client import get_drops
 
 CONFIGS = [
     Config("go-go", "wireguard-go", "wireguard-go", "wireguard-go"),
@@ -109,8 +109,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def send_failures(iface: str) -> int:
-    """udp_send_failed of a wgpyd (its UAPI extension), 0 for wireguard-go (which has none)."""
-    return int(get_extensions(iface).get("wgpy_drop_udp_send_failed", 0))
+    """Datagrams a wgpyd counted as udp_send_failed (read over its UAPI socket)."""
+    return get_drops(iface)["udp_send_failed"]
 
 
 def measure(path: Path, config: Config, seconds: float, tag: str) -> dict:
