@@ -148,14 +148,17 @@ class AllowedIPs(Generic[P]):
         return self._v4 if version == 4 else self._v6
 
     @staticmethod
-    def _key(network: Network | str) -> tuple[int, int, int]:
+    def _key(network: Network | str | tuple[int, int, int]) -> tuple[int, int, int]:
+        """(IP version, network int, length); a tuple is taken as already that key."""
+        if isinstance(network, tuple):
+            return network
         if isinstance(network, str):
             network = ipaddress.ip_network(network, strict=False)
         version = network.version
         length = network.prefixlen
         return version, int(network.network_address) & _MASKS[version][length], length
 
-    def insert(self, network: Network | str, peer: P) -> None:
+    def insert(self, network: Network | str | tuple[int, int, int], peer: P) -> None:
         """Give `network` to `peer`, taking it from any other owner."""
         key = self._key(network)
         version, value, length = key

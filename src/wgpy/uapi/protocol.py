@@ -49,6 +49,7 @@ from wgpy.uapi.text import (
 T = TypeVar("T")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+PrefixKey = tuple[int, int, int]  # (IP version, network as an int, prefix length)
 
 # wireguard-go's device.MaxPeers: creating one more peer fails with EINVAL.
 MAX_PEERS = 1 << 16
@@ -254,6 +255,14 @@ def parse_address(text: str) -> tuple[Address, str | None]:
     """netip.ParseAddr as built into wireguard-go (Go 1.19), which Python's ipaddress does
     not quite match. The address and its IPv6 zone (None without a `%`)."""
     kind = next((c for c in text if c in ".:%"), "")
+    with contextlib.suppress(OSError, ValueError):
+        # glibc's inet_pton takes a subset of what Go 1.19 takes (the same IPv4 rules, IPv6
+        # groups of at most four digits, no zone), with the same value: the fast way for
+        # the addresses a big `set` is made of; the rest goes through Go's rules below
+        if kind == ".":
+            return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text)), None
+        if kind == ":":
+            return ipaddress.IPv6Address(socket.inet_pton(socket.AF_INET6, text)), None
     if kind == ".":
         quad = _ipv4_bytes(text)
         if quad is not None:
@@ -292,12 +301,21 @@ def parse_endpoint(value: str) -> Endpoint:
         raise _invalid(f"failed to set endpoint {value}: IPv6 needs square brackets")
     if zone is not None:
         _check_zone(zone, value)
-    return _go_address(address) + (f"%{zone}" if zone is not None else ""), port
+    return _ipv6_text(int(address)) + (f"%{zone}" if zone is not None else ""), port
 
 
 def parse_prefix(value: str) -> Network:
     """netip.ParsePrefix as built into wireguard-go (Go 1.19): `address/bits`, no zone, bits
     read by strconv.Atoi (so `+8` and `08` pass); host bits are allowed and masked."""
+    version, network, length = parse_prefix_key(value)
+    if version == 4:
+        return ipaddress.IPv4Network((network, length))
+    return ipaddress.IPv6Network((network, length))
+
+
+def parse_prefix_key(value: str) -> PrefixKey:
+    """parse_prefix as AllowedIPs keys a prefix: (IP version, masked network int, length),
+    without building a network object (a big `set` has one allowed_ip line per prefix)."""
     address_text, slash, bits_text = value.rpartition("/")
     if not slash:
         raise _invalid(f"failed to set allowed ip: no '/' in {value!r}")
@@ -309,7 +327,9 @@ def parse_prefix(value: str) -> Network:
         raise _invalid(f"failed to set allowed ip: zone in {value!r}")
     if not _ATOI.match(bits_text) or not 0 <= decimal(bits_text) <= address.max_prefixlen:
         raise _invalid(f"failed to set allowed ip: bad prefix length in {value!r}")
-    return ipaddress.ip_network((address, decimal(bits_text)), strict=False)
+    length = decimal(bits_text)
+    bits = address.max_prefixlen
+    return address.version, int(address) >> (bits - length) << (bits - length), length
 
 
 def _protocol_version(value: str) -> None:
@@ -324,7 +344,7 @@ _PEER_PARSERS: dict[str, Callable[[str], object]] = {
     "endpoint": parse_endpoint,
     "persistent_keepalive_interval": lambda v: _unsigned(v, 16, "persistent keepalive interval"),
     "replace_allowed_ips": lambda v: _true(v, "replace allowedips"),
-    "allowed_ip": parse_prefix,
+    "allowed_ip": parse_prefix_key,
     "protocol_version": _protocol_version,
 }
 
@@ -508,8 +528,8 @@ def _apply_peer(device: Device, change: PeerChange, now: float) -> None:
                     device.set_persistent_keepalive(peer, 0, now)
             case "replace_allowed_ips", _:
                 device.allowed_ips.remove_by_peer(peer)
-            case "allowed_ip", ipaddress.IPv4Network() | ipaddress.IPv6Network() as network:
-                device.allowed_ips.insert(network, peer)
+            case "allowed_ip", (int(), int(), int()) as prefix:
+                device.allowed_ips.insert(prefix, peer)
     if peer is not None and keepalive_on:
         _send_keepalive_now(device, peer, now)
 
