@@ -136,3 +136,21 @@ def test_narrow_path_smoke(wireguard_go, tmp_path):
         assert run["udp_send_failed"] == 0, run
     assert "| IPv6, router's far link 1280 (Packet Too Big)" in stdout
     assert leftovers(str(process.pid)) == []
+
+
+@pytest.mark.root
+def test_idle_smoke(wireguard_go, tmp_path):
+    """Both daemons measured in every scenario (20 real peers with keepalives in the smoke),
+    and the issue-18 bar, which is a count rather than a time: an idle wgpyd with no peer or
+    with one quiet peer wakes at most 10 times a second."""
+    process = subprocess.Popen([sys.executable, os.path.join(BENCH, "idle.py"), "--smoke",
+                                "--out", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 0, stdout + stderr
+    data = only_json(tmp_path)
+    assert len(data["runs"]) == 10 and all(run["status"] == "ok" for run in data["runs"])
+    for scenario in ("no peers", "one peer, no traffic"):
+        assert data["summary"][scenario]["wgpyd"]["wakeups_per_s"] <= 10, data["summary"]
+    assert "| 20 peers, keepalive 25 |" in stdout
+    assert leftovers(str(process.pid)) == []

@@ -10,9 +10,10 @@ link (netlink, linkwatch.py) or the core's next timer deadline; with no peer and
 sleeps without a timeout. The interface's deletion shows up as an error on the TUN fd.
 
 While tunnel traffic trickles (within a few seconds of the last packet that went to or came
-from a peer: WGPY_KEEP_WARM, 3 by default) the loop also wakes every few milliseconds to keep
-the packet path in the CPU caches (warm.py): on a VM that is what an idle ping's round trip
-is made of. Packets no peer takes (the kernel's own IPv6 chatter on the TUN) do not count.
+from a peer through the TUN: WGPY_KEEP_WARM, 3 by default) the loop also wakes every few
+milliseconds to keep the packet path in the CPU caches (warm.py): on a VM that is what an idle
+ping's round trip is made of. Keepalives, handshakes and packets no peer takes (the kernel's
+own IPv6 chatter on the TUN) do not count.
 
 Handshake messages cost ten to forty times a data packet, and anyone who knows our public key
 can send them, so the core only screens them on arrival (mac1, cookie replies under load) and
@@ -252,7 +253,8 @@ class Tunnel:
 
     def _drain_udp(self, udp: UdpSocket, now: float) -> bool:
         """Receive a batch (GRO-coalesced where it can), decrypt each datagram, write to TUN.
-        True if a datagram was taken (the interface is up)."""
+        True if a packet went to the TUN: keepalives and handshakes (a 1,000-peer server gets
+        dozens a second with nothing flowing) do not keep the path warm."""
         if not self._up:
             # The link may have come up since the last poll: `wg-quick up` returns as soon
             # as it is, and a peer's first initiation can be here before the poll notices.
@@ -302,7 +304,7 @@ class Tunnel:
                 self._drain_tun(now)
                 return True
         self._flush_outbox()
-        return received > 0
+        return bool(packets)
 
     def _receive_control(
         self, udp: UdpSocket, datagram: bytes, source: Endpoint, pktinfo: ControlMessage | None,
