@@ -94,8 +94,8 @@ class UapiServer:
         self._listener: socket.socket | None = None
         self._inode: int | None = None
         self._thread: threading.Thread | None = None
-        self._selector = selectors.EpollSelector()
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._selector = selectors.EpollSelector()  # replaced by start()'s own
+        self._wake = -1  # an eventfd while serving: close() wakes the thread through it
         self._watch: FileWatch | None = None
         # Deadlines in the order they fall (each table has one timeout, the clock only grows).
         self._idle: OrderedDict[_Client, float] = OrderedDict()
@@ -138,6 +138,8 @@ class UapiServer:
         finally:
             os.umask(old_umask)
         self._listener = listener
+        self._selector = selectors.EpollSelector()
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         try:
             self._watch = FileWatch(self.path)
             self._selector.register(self._watch.fileno(), selectors.EVENT_READ,
@@ -169,9 +171,11 @@ class UapiServer:
         self._closing = True
         thread, self._thread = self._thread, None
         if thread is not None:
-            with contextlib.suppress(OSError):
-                os.eventfd_write(self._wake, 1)
+            os.eventfd_write(self._wake, 1)
             thread.join(timeout=5)
+            if not thread.is_alive():  # (one stuck in a host call releases all on return)
+                os.close(self._wake)
+                self._wake = -1
         else:
             self._release()
         if self._inode is not None:
@@ -194,8 +198,6 @@ class UapiServer:
             self._watch.close()
             self._watch = None
         self._selector.close()
-        with contextlib.suppress(OSError):
-            os.close(self._wake)
 
     # ------------------------------------------------------------------ the serving thread
 
