@@ -4,6 +4,7 @@ the process runs out of file descriptors the connection idle longest makes room;
 connected the server sleeps without a timeout; the socket file's removal is an event."""
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -167,3 +168,26 @@ def test_out_of_file_descriptors_the_longest_idle_connection_makes_room(tmp_path
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"], result.stdout + result.stderr
+
+
+def test_garbage_from_hundreds_of_clients_loses_nothing(patient, host):
+    peer = "e" * 64
+    assert ask(patient.path, f"set=1\npublic_key={peer}\n\n".encode()) == b"errno=0\n\n"
+    rng = random.Random(18)
+    clients = []
+    for index in range(CLIENTS):
+        client = connect(patient.path)
+        prefix = (b"", b"set=1\n", b"get=1")[index % 3]
+        client.sendall(prefix + rng.randbytes(rng.randrange(1, 300)))
+        if index % 2:
+            client.close()  # some hang up at once, some stay
+        else:
+            clients.append(client)
+    try:
+        reply = ask(patient.path, b"get=1\n\n")
+        assert reply.endswith(b"errno=0\n\n") and f"public_key={peer}".encode() in reply
+        assert len(host.device.peers) == 1
+    finally:
+        for client in clients:
+            client.close()
+    assert wait_for(lambda: patient.connections == 0)
