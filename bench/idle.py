@@ -57,16 +57,20 @@ TRICKLE, TRICKLE_COLD = "trickle (ping 1/s)", "trickle, WGPY_KEEP_WARM=0"
 SCENARIOS = ("no peers", "one peer, no traffic", "peers, keepalive 25", TRICKLE, TRICKLE_COLD)
 
 
-def wakeups(pid: int) -> int:
-    """Context switches so far of every thread of `pid` (each one a time a thread stopped)."""
-    total = 0
+def switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches so far, summed over the threads of `pid`:
+    a voluntary one is a thread going to sleep (so, woken later), an involuntary one a
+    thread preempted while it ran (other load on the CPU)."""
+    voluntary = involuntary = 0
     for task in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(FileNotFoundError), \
                 open(f"/proc/{pid}/task/{task}/status") as status:
             for line in status:
-                if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-                    total += int(line.split()[1])
-    return total
+                if line.startswith("voluntary_ctxt_switches:"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    involuntary += int(line.split()[1])
+    return voluntary, involuntary
 
 
 def b64(key: bytes) -> str:
@@ -171,14 +175,17 @@ def measure(bench: Bench, kind: str, scenario: str, seconds: float, settle: floa
             ping = bench.a.popen("ping", "-q", "-i", "1", TUNNEL[1], stdout=subprocess.DEVNULL)
         try:
             time.sleep(settle)
-            switches, cpu, start = wakeups(pid), cpu_seconds(pid), time.monotonic()
+            before, cpu, start = switches(pid), cpu_seconds(pid), time.monotonic()
             time.sleep(seconds)
             elapsed = time.monotonic() - start
-            switches, cpu = wakeups(pid) - switches, cpu_seconds(pid) - cpu
+            after, cpu = switches(pid), cpu_seconds(pid) - cpu
         finally:
             if ping is not None:
                 stop_process(ping)
-        return {"wakeups_per_s": switches / elapsed, "cpu_percent": 100 * cpu / elapsed,
+        voluntary, involuntary = after[0] - before[0], after[1] - before[1]
+        return {"wakeups_per_s": (voluntary + involuntary) / elapsed,
+                "voluntary_per_s": voluntary / elapsed, "involuntary_per_s": involuntary / elapsed,
+                "cpu_percent": 100 * cpu / elapsed,
                 "threads": len(os.listdir(f"/proc/{pid}/task"))}
 
 

@@ -141,8 +141,8 @@ def test_narrow_path_smoke(wireguard_go, tmp_path):
 @pytest.mark.root
 def test_idle_smoke(wireguard_go, tmp_path):
     """Both daemons measured in every scenario (20 real peers with keepalives in the smoke),
-    and the issue-18 bar, which is a count rather than a time: an idle wgpyd with no peer or
-    with one quiet peer wakes at most 10 times a second."""
+    and the issue-18 bar, a count rather than a time: an idle wgpyd with no peer or with one
+    quiet peer wakes at most 10 times a second (preemptions by other load aside)."""
     process = subprocess.Popen([sys.executable, os.path.join(BENCH, "idle.py"), "--smoke",
                                 "--out", str(tmp_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -150,7 +150,8 @@ def test_idle_smoke(wireguard_go, tmp_path):
     assert process.returncode == 0, stdout + stderr
     data = only_json(tmp_path)
     assert len(data["runs"]) == 10 and all(run["status"] == "ok" for run in data["runs"])
-    for scenario in ("no peers", "one peer, no traffic"):
-        assert data["summary"][scenario]["wgpyd"]["wakeups_per_s"] <= 10, data["summary"]
+    for run in data["runs"]:
+        if run["daemon"] == "wgpyd" and run["scenario"] in ("no peers", "one peer, no traffic"):
+            assert run["voluntary_per_s"] <= 10, run  # times it slept, so was woken
     assert "| 20 peers, keepalive 25 |" in stdout
     assert leftovers(str(process.pid)) == []
