@@ -340,6 +340,8 @@ def measure_victim(topo: Topology, kind: str, args: argparse.Namespace) -> list[
 
 def flood(topo: Topology, victim: Daemon, legit: Legit, victim_public: str, attack: dict,
           base: dict, args: argparse.Namespace) -> dict:
+    is_wgpyd = victim.kind == "wgpyd"
+    drops_before = wgpy_drops(victim.iface) if is_wgpyd else {}
     cpu_before = cpu_seconds(victim.pid)
     started = time.monotonic()
     with attacker(topo, victim_public, attack, args.sources, args.mac2_sources) as sent:
@@ -349,7 +351,7 @@ def flood(topo: Topology, victim: Daemon, legit: Legit, victim_public: str, atta
             handshake_s = restart_handshake(topo, legit, args.restart_timeout)
         cpu = cpu_seconds(victim.pid) - cpu_before
         elapsed = time.monotonic() - started
-        drops = wgpy_drops(victim.iface) if victim.kind == "wgpyd" else {}
+        drops = wgpy_drops(victim.iface) if is_wgpyd else {}
     if "error" in sent:
         raise BenchError(f"attacker: {sent['error']}")
     if handshake_s is None:  # make sure the next attack starts from a working tunnel
@@ -368,7 +370,9 @@ def flood(topo: Topology, victim: Daemon, legit: Legit, victim_public: str, atta
         "uapi_max_ms": 1000 * latencies[-1] if latencies else None,
         "uapi_failures": sampler.failures,
         "victim_cpu_pct": 100.0 * cpu / elapsed,
-        "victim_drops": drops,
+        "victim_drops": {reason: count - drops_before.get(reason, 0)
+                         for reason, count in drops.items()
+                         if count > drops_before.get(reason, 0)},
     }
 
 
