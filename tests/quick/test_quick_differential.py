@@ -170,3 +170,20 @@ def test_bad_config_line_is_named_and_nothing_is_created(wireguard_go):
         assert result.returncode == 1
         assert f"wqb{tag}.conf:4: PublicKey:" in result.stderr
         assert ns.run("ip", "link", "show", f"wqb{tag}", check=False).returncode != 0
+
+
+def test_mtu_that_is_not_a_number_fails_up_and_leaves_nothing(wireguard_go):
+    """`strip` passes `MTU = big` through unjudged (tests/quick/strip); `up` fails on it, as
+    wg-quick's does, and neither leaves a link behind."""
+    tag = f"{os.getpid() % 10000}"
+    body = f"[Interface]\nPrivateKey = {key()}\nMTU = big\n"
+    with tempfile.TemporaryDirectory() as files:
+        for tool, impl in (("wg-quick", "wireguard-go"), ("wgpy-quick", "wgpyd")):
+            iface = f"wqm{tool[:2]}{tag}"
+            config = write_config(files, iface, body)
+            with Namespace(f"wgpyq-m{tool[:2]}{tag}") as ns:
+                env = dict(os.environ, WG_QUICK_USERSPACE_IMPLEMENTATION=impl)
+                result = ns.run(tool, "up", config, env=env, check=False)
+                assert result.returncode != 0, (tool, result.stderr)  # wg-quick: ip's 255
+                assert "big" in result.stderr, tool
+                assert ns.run("ip", "link", "show", iface, check=False).returncode != 0, tool

@@ -8,9 +8,10 @@ is accepted for FwMark and PersistentKeepalive.
 
 wg-quick's extra [Interface] keys (Address, DNS, MTU, Table, hooks, SaveConfig) are accepted
 only with `quick=True`, and recognised the way wg-quick's bash does (linux.bash
-parse_options): its own notion of the [Interface] section, keys trimmed but not squeezed,
-values trimmed (hooks keep inner spaces). Lines it does not take go to wg's rules, so a file
-is accepted here exactly when `wg-quick up` would accept it.
+parse_options, under LC_ALL=C): lines as `read -r` reads them (quick_lines), its own notion
+of the [Interface] section, keys trimmed but not squeezed, values trimmed (hooks keep inner
+spaces), names compared ASCII-case-insensitively. Lines it does not take go to wg's rules,
+so a file is accepted here exactly when `wg-quick up` would accept it.
 
 A file is parsed whole before anything is used: any bad line raises ConfigError naming the
 file, the line and the key, e.g. `wg0.conf:7: AllowedIPs: '10.0.0.0/33' is not a valid prefix`.
@@ -19,6 +20,7 @@ file, the line and the key, e.g. `wg0.conf:7: AllowedIPs: '10.0.0.0/33' is not a
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from wgpy.config.model import DeviceConfig, PeerConfig
 from wgpy.config.values import (
@@ -37,11 +39,13 @@ from wgpy.core.constants import ZERO_KEY
 
 __all__ = [
     "ConfigError",
+    "bash_words",
     "parse_allowed_ips",
     "parse_config",
     "parse_fwmark",
     "parse_persistent_keepalive",
     "parse_set_arguments",
+    "quick_lines",
     "read_config",
     "strip_quick",
 ]
@@ -62,12 +66,55 @@ def _wg_line(raw: str) -> str:
     return raw.split("\0", 1)[0].split("#", 1)[0].translate(_DROP_SPACE)
 
 
-def _quick_key_value(raw: str) -> tuple[str, str]:
-    """wg-quick's split of a line: comment cut, key before the first `=`, both trimmed."""
-    stripped = raw.strip(_READ_IFS).split("#", 1)[0]
+def _quick_key_value(line: str) -> tuple[str, str]:
+    """wg-quick's split of a line: comment cut, key before the first `=`, both trimmed (a
+    line without `=` is its own key and value)."""
+    stripped = line.split("#", 1)[0]
     key, _, rest = stripped.partition("=")
     value = rest if "=" in stripped else stripped
     return key.strip(_BASH_SPACE), value.strip(_BASH_SPACE)
+
+
+def _ascii_lower(text: str) -> str:
+    """Bash's nocasematch in the C locale folds ASCII letters only (Python's lower() would
+    also turn the Kelvin sign into `k`)."""
+    return text.lower() if text.isascii() else text
+
+
+def bash_words(value: str) -> list[str]:
+    """`${value//,/ }` unquoted: commas become spaces, then words split at IFS (space, tab,
+    newline; not at other whitespace, as str.split would)."""
+    return [word for word in re.split(r"[ \t\n]+", value.replace(",", " ")) if word]
+
+
+class QuickLine(NamedTuple):
+    """A line of wg-quick's parse_options loop."""
+
+    number: int
+    raw: str  # the file's line, NUL bytes dropped (bash drops them), spacing kept
+    key: str | None  # as written, when wg-quick takes the line itself; None: it goes to wg
+    value: str  # trimmed, not judged (`wg-quick strip` does not judge it)
+
+    @property
+    def read(self) -> str:
+        """The line as `read -r` gives it: leading and trailing spaces and tabs trimmed."""
+        return self.raw.strip(_READ_IFS)
+
+
+def quick_lines(text: str) -> Iterator[QuickLine]:
+    """The lines of `while read -r line || [[ -n $line ]]` (LC_ALL=C) and what wg-quick makes
+    of each: split at `\n` only (a CR stays, a CR-only file is one line), every byte but NUL
+    kept; a last line without its newline counts only if something of it is left."""
+    pieces = text.replace("\0", "").split("\n")
+    if not pieces[-1].strip(_READ_IFS):
+        pieces.pop()
+    in_interface = False
+    for number, raw in enumerate(pieces, 1):
+        key, value = _quick_key_value(raw.strip(_READ_IFS))
+        name = _ascii_lower(key)
+        if key.startswith("["):
+            in_interface = name == "[interface]"
+        yield QuickLine(number, raw, key if in_interface and name in QUICK_KEYS else None, value)
 
 
 def _lines(text: str) -> list[str]:
@@ -95,17 +142,13 @@ class Line:
 
 def classify(text: str, quick: bool) -> Iterator[Line]:
     """The lines of a file as wg (and, if `quick`, wg-quick first) would take them."""
-    quick_section = False
-    for number, raw in enumerate(_lines(text), 1):
-        if quick:
-            # wg-quick's bash drops NUL bytes before wg sees the line (wg alone stops at one)
-            raw = raw.replace("\0", "")
-            key, value = _quick_key_value(raw)
-            if key.startswith("["):
-                quick_section = key.lower() == "[interface]"
-            if quick_section and key.lower() in QUICK_KEYS:
-                yield Line(number, raw, "quick", key, value)
-                continue
+    # wg-quick's bash drops NUL bytes before wg sees a line (wg alone stops at one)
+    lines = quick_lines(text) if quick else (
+        (number, raw, None, "") for number, raw in enumerate(_lines(text), 1))
+    for number, raw, quick_key, value in lines:  # (a QuickLine, or as one)
+        if quick_key is not None:
+            yield Line(number, raw, "quick", quick_key, value)
+            continue
         line = _wg_line(raw)
         if not line:
             yield Line(number, raw, "blank")
@@ -198,9 +241,9 @@ def apply_quick_key(device: DeviceConfig, name: str, value: str) -> None:
     """One wg-quick [Interface] key (lowercase name, trimmed value)."""
     quick = device.quick
     if name == "address":
-        quick.addresses.extend(value.replace(",", " ").split())
+        quick.addresses.extend(bash_words(value))
     elif name == "dns":
-        for item in value.replace(",", " ").split():
+        for item in bash_words(value):
             (quick.dns if _DNS_SERVER.match(item) else quick.dns_search).append(item)
     elif name == "mtu":
         if not re.fullmatch(r"[0-9]+", value):
@@ -219,16 +262,7 @@ def apply_quick_key(device: DeviceConfig, name: str, value: str) -> None:
 def strip_quick(text: str) -> str:
     """`wg-quick strip`: the file without wg-quick's keys, each line trimmed as bash's
     `read` trims it, and the extra newline `echo` adds."""
-    kept = []
-    in_interface = False
-    for raw in _lines(text):
-        key, _ = _quick_key_value(raw)
-        if key.startswith("["):
-            in_interface = key.lower() == "[interface]"
-        if in_interface and key.lower() in QUICK_KEYS:
-            continue
-        kept.append(raw.replace("\0", "").strip(_READ_IFS) + "\n")
-    return "".join(kept) + "\n"
+    return "".join(line.read + "\n" for line in quick_lines(text) if line.key is None) + "\n"
 
 
 def read_config(path: str, *, quick: bool = False, append: bool = False) -> DeviceConfig:

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from wgpy.config.model import DeviceConfig
-from wgpy.config.parser import ConfigError, parse_config
+from wgpy.config.parser import ConfigError, bash_words, parse_config, quick_lines
 from wgpy.config.writer import format_showconf
 from wgpy.quick import netlink
 from wgpy.uapi.client import UapiClientError, get_device, list_interfaces, set_device
@@ -38,7 +38,7 @@ class Options:
     interface: str
     wg_config: str = ""
     addresses: list[str] = field(default_factory=list)
-    mtu: int | None = None
+    mtu: str | None = None  # as written; `up` refuses one that is not a number
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     table: str | None = None
@@ -62,41 +62,33 @@ def parse_options(argument: str) -> Options:
     try:
         if (os.stat(path).st_mode & os.stat(os.path.dirname(path)).st_mode & 0o007) != 0:
             print(f"Warning: `{path}' is world accessible", file=sys.stderr)
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
+        with open(path, "rb") as handle:  # bytes that are not UTF-8 pass through, as in bash
+            text = handle.read().decode("utf-8", "surrogateescape")
     except OSError as exc:
         raise QuickError(f"`{path}': {exc.strerror}") from None
     options = Options(path, match.group(2))
     wg_lines = []  # joined once at the end: appending to a str would copy it every line
-    in_interface = False
-    for line in lines:
-        stripped = line.split("#", 1)[0]
-        key = stripped.split("=", 1)[0].strip()
-        value = stripped.split("=", 1)[1].strip() if "=" in stripped else stripped.strip()
-        if key.startswith("["):
-            in_interface = key.lower() == "[interface]"
-        lowered = key.lower()
-        if in_interface and lowered in ("address", "mtu", "dns", "table", "saveconfig", *_HOOKS):
-            if lowered == "address":
-                options.addresses += value.replace(",", " ").split()
-            elif lowered == "mtu":
-                if not value.isdigit():
-                    raise QuickError(f"MTU `{value}' is not a number")
-                options.mtu = int(value)
-            elif lowered == "dns":
-                for item in value.replace(",", " ").split():
-                    is_address = re.fullmatch(r"[0-9.]+", item) or ":" in item
-                    (options.dns if is_address else options.dns_search).append(item)
-            elif lowered == "table":
-                options.table = value
-            elif lowered == "saveconfig":
-                if value.lower() not in ("true", "false"):
-                    raise QuickError(f"SaveConfig `{value}' is neither true nor false")
-                options.save_config = value.lower() == "true"
-            else:
-                options.hooks[lowered].append(value)
+    for line in quick_lines(text):
+        if line.key is None:
+            wg_lines.append(line.read + "\n")
             continue
-        wg_lines.append(line + "\n")
+        name, value = line.key.lower(), line.value
+        if name == "address":
+            options.addresses += bash_words(value)
+        elif name == "mtu":
+            options.mtu = value  # judged by `up` only, as wg-quick's `ip link set mtu`
+        elif name == "dns":
+            for item in bash_words(value):
+                is_address = re.fullmatch(r"[0-9.]+", item) or ":" in item
+                (options.dns if is_address else options.dns_search).append(item)
+        elif name == "table":
+            options.table = value
+        elif name == "saveconfig":  # read_bool, in parse_options: even strip fails here
+            if value.lower() not in ("true", "false") or not value.isascii():
+                raise QuickError(f"`{value}' is neither true nor false")
+            options.save_config = value.lower() == "true"
+        else:
+            options.hooks[name].append(value)
     options.wg_config = "".join(wg_lines)
     return options
 
@@ -140,7 +132,7 @@ def add_interface(options: Options) -> None:
 def set_mtu_up(options: Options, endpoints: list[str]) -> None:
     name = options.interface
     if options.mtu is not None:
-        mtu = options.mtu
+        mtu = int(options.mtu)  # checked by cmd_up
     else:
         # wg-quick skips endpoints its regex does not take (scoped IPv6 ones)
         best = netlink.largest_route_mtu([h for h in endpoints if _ROUTABLE_HOST.match(h)])
@@ -266,6 +258,9 @@ def cmd_up(options: Options) -> None:
     name = options.interface
     if netlink.link_index(name) is not None:
         raise QuickError(f"`{name}' already exists")
+    if options.mtu is not None and not re.fullmatch(r"[0-9]+", options.mtu):
+        # wg-quick finds out from `ip link set mtu` after creating the link, then removes it
+        raise QuickError(f"MTU `{options.mtu}' is not a number")
     device = _wg_device(options)
     execute_hooks(options, "preup")
     add_interface(options)
@@ -366,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         if command != "strip" and os.geteuid() != 0:
             raise QuickError(f"{PROG} must be run as root")
         options = parse_options(target)
-        if command == "strip":
-            sys.stdout.write(options.wg_config + "\n")
+        if command == "strip":  # byte for byte what the file held (surrogate-escaped)
+            sys.stdout.flush()
+            sys.stdout.buffer.write((options.wg_config + "\n").encode("utf-8", "surrogateescape"))
+            sys.stdout.buffer.flush()
         elif command == "up":
             cmd_up(options)
         elif command == "down":
