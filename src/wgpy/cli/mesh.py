@@ -21,6 +21,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from wgpy.config.values import unsigned
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
 
@@ -53,14 +54,15 @@ class Mesh:
     subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
     hub: Node | None
     keepalive: int
-    psks: dict[frozenset[str], bytes]
+    psks: dict[frozenset[str], bytes] = field(repr=False)
     unconnected: list[tuple[str, str]]  # pairs behind NATs with no hub between them
 
 
 def _port(text: str) -> int:
-    if not text.isdecimal() or not 0 < int(text) < 65536:
+    port = unsigned(text, 65535)
+    if not port:
         raise ValueError(f"'{text}' is not a port (1-65535)")
-    return int(text)
+    return port
 
 
 def parse_node(text: str, default_port: int) -> tuple[str, str | None, int]:

@@ -47,7 +47,7 @@ class AllowedIP:
 @dataclass
 class PeerConfig:
     public_key: bytes
-    preshared_key: bytes | None = None
+    preshared_key: bytes | None = field(default=None, repr=False)  # secret: never in a repr
     endpoint: Endpoint | None = None
     persistent_keepalive: int | None = None
     allowed_ips: list[AllowedIP] = field(default_factory=list)
@@ -81,7 +81,7 @@ class QuickConfig:
 @dataclass
 class DeviceConfig:
     name: str = ""
-    private_key: bytes | None = None
+    private_key: bytes | None = field(default=None, repr=False)  # secret: never in a repr
     public_key: bytes | None = None
     listen_port: int | None = None
     fwmark: int | None = None

@@ -19,14 +19,14 @@ file, the line and the key, e.g. `wg0.conf:7: AllowedIPs: '10.0.0.0/33' is not a
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from wgpy.config.model import DeviceConfig, PeerConfig
 from wgpy.config.values import (
+    MAX_MTU,
     SPACE,
     ConfigError,
-    decimal,
     parse_allowed_ips,
     parse_endpoint,
     parse_fwmark,
@@ -34,6 +34,7 @@ from wgpy.config.values import (
     parse_key_file,
     parse_persistent_keepalive,
     parse_port,
+    unsigned,
 )
 from wgpy.core.constants import ZERO_KEY
 
@@ -100,6 +101,9 @@ class QuickLine(NamedTuple):
         """The line as `read -r` gives it: leading and trailing spaces and tabs trimmed."""
         return self.raw.strip(_READ_IFS)
 
+    def __repr__(self) -> str:  # raw may be a PrivateKey or PresharedKey line
+        return f"QuickLine(number={self.number}, key={self.key!r})"
+
 
 def quick_lines(text: str) -> Iterator[QuickLine]:
     """The lines of `while read -r line || [[ -n $line ]]` (LC_ALL=C) and what wg-quick makes
@@ -134,10 +138,10 @@ class Line:
     "quick" (a wg-quick key taken by wg-quick itself: `key` as written, `value` trimmed)."""
 
     number: int
-    raw: str
+    raw: str = field(repr=False)  # may be a PrivateKey or PresharedKey line: never in a repr
     kind: str
     key: str = ""
-    value: str = ""
+    value: str = field(default="", repr=False)
 
 
 def classify(text: str, quick: bool) -> Iterator[Line]:
@@ -246,9 +250,10 @@ def apply_quick_key(device: DeviceConfig, name: str, value: str) -> None:
         for item in bash_words(value):
             (quick.dns if _DNS_SERVER.match(item) else quick.dns_search).append(item)
     elif name == "mtu":
-        if not re.fullmatch(r"[0-9]+", value):
+        mtu = unsigned(value, MAX_MTU)
+        if mtu is None:
             raise ConfigError(f"'{value}' is not a valid MTU")
-        quick.mtu = decimal(value)
+        quick.mtu = mtu
     elif name == "table":
         quick.table = value
     elif name == "saveconfig":

@@ -21,6 +21,7 @@ from wgpy.core.keys import KeyFormatError, key_from_base64
 log = logging.getLogger("wgpy.config")
 
 SPACE = " \t\n\v\f\r"  # wg's char_is_space
+MAX_MTU = 0xFFFFFFFF  # what `ip link set mtu` (IFLA_MTU) carries; the kernel bounds it further
 KEY_BASE64_LEN = 44
 _DECIMAL = re.compile(r"[0-9]+\Z")
 _HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
@@ -99,6 +100,16 @@ def decimal(text: str) -> int:
     digits = text.lstrip("+-").lstrip("0")
     value = int(digits or "0") if len(digits) <= 20 else 10**20
     return -value if text.startswith("-") else value
+
+
+def unsigned(text: str, maximum: int) -> int | None:
+    """`text` as a number if it is ASCII decimal digits (leading zeros allowed, any length)
+    worth at most `maximum`, else None. isdigit()/int() alone would also take Unicode digits:
+    int() reads a fullwidth 3 as 3, and int('²') raises although '²'.isdigit() holds."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = decimal(text)
+    return number if number <= maximum else None
 
 
 def _strtoul(value: str, hex_allowed: bool = False) -> int | None:

@@ -53,13 +53,14 @@ class HandshakeState(IntEnum):
 class Handshake:
     """One peer's handshake: fixed parts (keys) and the transient Noise state."""
 
+    # Secrets (the preshared key, DH results, the Noise chaining key) stay out of repr().
     remote_static: bytes
-    preshared_key: bytes = ZERO_KEY
-    precomputed_static_static: bytes = ZERO_KEY
+    preshared_key: bytes = field(default=ZERO_KEY, repr=False)
+    precomputed_static_static: bytes = field(default=ZERO_KEY, repr=False)
     state: HandshakeState = HandshakeState.ZEROED
-    hash: bytes = b""
-    chaining_key: bytes = b""
-    local_ephemeral: X25519PrivateKey | None = None
+    hash: bytes = field(default=b"", repr=False)
+    chaining_key: bytes = field(default=b"", repr=False)
+    local_ephemeral: X25519PrivateKey | None = field(default=None, repr=False)
     remote_ephemeral: bytes = b""
     local_index: int = 0
     remote_index: int = 0
@@ -82,7 +83,7 @@ class StaticIdentity:
     """The interface's key pair, with the private key loaded once for every DH it takes part in
     (loading costs as much as a DH)."""
 
-    private_key: bytes
+    private_key: bytes = field(repr=False)
     public_key: bytes
     key: X25519PrivateKey = field(repr=False, compare=False)
 
@@ -158,8 +159,8 @@ class ReceivedInitiation:
     sender_index: int
     remote_ephemeral: bytes
     encrypted_timestamp: bytes
-    chaining_key: bytes
-    hash: bytes
+    chaining_key: bytes = field(repr=False)
+    hash: bytes = field(repr=False)
 
 
 def open_initiation(identity: StaticIdentity, message: bytes) -> ReceivedInitiation | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from wgpy.config.model import DeviceConfig
 from wgpy.config.parser import ConfigError, bash_words, parse_config, quick_lines
+from wgpy.config.values import MAX_MTU, decimal, unsigned
 from wgpy.config.writer import format_showconf
 from wgpy.quick import netlink
 from wgpy.uapi.client import UapiClientError, get_device, list_interfaces, set_device
@@ -36,7 +37,7 @@ class QuickError(Exception):
 class Options:
     config_file: str
     interface: str
-    wg_config: str = ""
+    wg_config: str = field(default="", repr=False)  # holds the PrivateKey line
     addresses: list[str] = field(default_factory=list)
     mtu: str | None = None  # as written; `up` refuses one that is not a number
     dns: list[str] = field(default_factory=list)
@@ -132,7 +133,7 @@ def add_interface(options: Options) -> None:
 def set_mtu_up(options: Options, endpoints: list[str]) -> None:
     name = options.interface
     if options.mtu is not None:
-        mtu = int(options.mtu)  # checked by cmd_up
+        mtu = decimal(options.mtu)  # checked by cmd_up
     else:
         # wg-quick skips endpoints its regex does not take (scoped IPv6 ones)
         best = netlink.largest_route_mtu([h for h in endpoints if _ROUTABLE_HOST.match(h)])
@@ -258,8 +259,9 @@ def cmd_up(options: Options) -> None:
     name = options.interface
     if netlink.link_index(name) is not None:
         raise QuickError(f"`{name}' already exists")
-    if options.mtu is not None and not re.fullmatch(r"[0-9]+", options.mtu):
-        # wg-quick finds out from `ip link set mtu` after creating the link, then removes it
+    if options.mtu is not None and unsigned(options.mtu, MAX_MTU) is None:
+        # wg-quick finds out from `ip link set mtu` after creating the link, then removes it;
+        # ASCII digits that fit IFLA_MTU's 32 bits (int() takes fullwidth digits, chokes on 5,000)
         raise QuickError(f"MTU `{options.mtu}' is not a number")
     device = _wg_device(options)
     execute_hooks(options, "preup")

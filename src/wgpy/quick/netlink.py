@@ -53,7 +53,11 @@ def delete_link(name: str) -> None:
 
 def add_address(name: str, address: str) -> None:
     index = link_index(name)
-    network = ipaddress.ip_interface(address)
+    try:
+        network = ipaddress.ip_interface(address)
+    except ValueError:  # as `ip` refuses it: wg-quick stops there and takes the link down
+        raise NetlinkFailure(f"ip address add {address} dev {name}: "
+                             "any valid prefix is expected") from None
     with ipr() as route:
         try:
             route.addr("add", index=index, address=str(network.ip),
@@ -65,7 +69,11 @@ def add_address(name: str, address: str) -> None:
 
 def set_mtu_up(name: str, mtu: int) -> None:
     with ipr() as route:
-        route.link("set", index=link_index(name), mtu=mtu, state="up")
+        try:
+            route.link("set", index=link_index(name), mtu=mtu, state="up")
+        except NetlinkError as exc:  # an MTU the kernel refuses, as `ip link set mtu` reports
+            raise NetlinkFailure(f"ip link set mtu {mtu} up dev {name}: {exc.args[-1]}") \
+                from None
 
 
 def link_mtu(index: int) -> int | None:

@@ -355,12 +355,25 @@ def _key_name(key: str) -> str:
     return repr(key) if _KEY_NAME.match(key) else "(not shown)"
 
 
+_SECRET_OPERATIONS = frozenset({"private_key", "preshared_key"})
+
+
+def _operations_shown(operations: list[tuple[str, object]]) -> str:
+    """Operations for a repr: names and values, but never a private or preshared key."""
+    return repr([(name, "(hidden)" if name in _SECRET_OPERATIONS else value)
+                 for name, value in operations])
+
+
 @dataclass
 class PeerChange:
     """One `public_key=` section: its other lines, parsed, in request order."""
 
     public_key: bytes
     operations: list[tuple[str, object]] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"PeerChange(public_key={self.public_key!r}, "
+                f"operations={_operations_shown(self.operations)})")
 
 
 @dataclass
@@ -372,6 +385,11 @@ class SetRequest:
     # ("private_key", clamped key or the zero key) and ("replace_peers", None), in order
     device_operations: list[tuple[str, bytes | None]] = field(default_factory=list)
     peers: list[PeerChange] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        operations = _operations_shown(list(self.device_operations))
+        return (f"SetRequest(listen_port={self.listen_port!r}, fwmark={self.fwmark!r}, "
+                f"device_operations={operations}, peers={self.peers!r})")
 
 
 class SetParser:
