@@ -271,8 +271,9 @@ class UdpSocket:
         """Send datagrams, coalescing runs to one endpoint into UDP GSO sends.
 
         A run is consecutive datagrams to the same endpoint of the same size (the last may be
-        shorter), as UDP_SEGMENT requires, and no larger than that endpoint's path allows.
-        Returns the number of datagrams that could not be sent.
+        shorter), as UDP_SEGMENT requires, and no larger than that endpoint's path allows;
+        consecutive datagrams larger than that go one by one. Returns the number of datagrams
+        that could not be sent.
         """
         count = len(batch)
         errors = 0
@@ -281,33 +282,40 @@ class UdpSocket:
             endpoint, first = batch[start]
             size = len(first)
             end = start + 1
-            # (a lone datagram, a quiet tunnel's case, skips this)
-            if self.gso and end < count and self._fits(endpoint, size):
-                limit = min(count, start + GSO_MAX_SEGMENTS, start + GSO_MAX_BYTES // size)
-                while end < limit:
-                    next_endpoint, datagram = batch[end]
-                    if next_endpoint != endpoint or len(datagram) > size:
-                        break
-                    end += 1
-                    if len(datagram) < size:
-                        break
-            if end - start == 1:
-                errors += self._send_each(endpoint, [first])
-            else:
+            coalesced = False
+            if self.gso and end < count:  # (a lone datagram, a quiet tunnel's case, skips this)
+                largest = self._largest_segment(endpoint)
+                if size <= largest:
+                    limit = min(count, start + GSO_MAX_SEGMENTS, start + GSO_MAX_BYTES // size)
+                    while end < limit:
+                        next_endpoint, datagram = batch[end]
+                        if next_endpoint != endpoint or len(datagram) > size:
+                            break
+                        end += 1
+                        if len(datagram) < size:
+                            break
+                    coalesced = end - start > 1
+                else:  # a narrow path: this one and the next ones as large go one by one
+                    while (end < count and batch[end][0] == endpoint
+                           and len(batch[end][1]) > largest):
+                        end += 1
+            if coalesced:
                 errors += self._send_segments(endpoint, [d for _, d in batch[start:end]], size)
+            else:
+                errors += self._send_each(endpoint, [d for _, d in batch[start:end]])
             start = end
         return errors
 
-    def _fits(self, endpoint: Endpoint, size: int) -> bool:
-        """Whether datagrams of `size` may go to `endpoint` in one GSO send: yes, unless its
-        path was found narrower and that is recent enough to still believe."""
+    def _largest_segment(self, endpoint: Endpoint) -> int:
+        """The largest datagram a GSO send to `endpoint` may carry: any, unless its path was
+        found narrower and that is recent enough to still believe."""
         narrow = self._narrow.get(endpoint)
-        if narrow is None or size <= narrow[0]:
-            return True
+        if narrow is None:
+            return GSO_MAX_BYTES
         if time.monotonic() < narrow[1]:
-            return False
+            return narrow[0]
         del self._narrow[endpoint]  # time to find out whether the path has grown
-        return True
+        return GSO_MAX_BYTES
 
     def _send_segments(self, endpoint: Endpoint, datagrams: list[bytes], size: int) -> int:
         """One GSO send; if the kernel refuses it, one send per datagram (which the kernel
