@@ -437,7 +437,8 @@ def table(rows: list[dict]) -> str:
 
 def chart(records: list[dict], path: str, title: str, restart_timeout: float) -> None:
     """Kept throughput, ping loss and restart handshake time against the attack rate
-    achieved, one line per victim (valid-mac2 runs as separate markers)."""
+    achieved: a dot per run, a line through each attack's medians per victim (valid-mac2
+    runs as squares)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -450,12 +451,20 @@ def chart(records: list[dict], path: str, title: str, restart_timeout: float) ->
     for axis, (key, heading) in zip(axes, panels, strict=True):
         for kind in KINDS:
             for mac2, marker, style in ((False, "o", "-"), (True, "s", "none")):
-                points = sorted(
-                    (r["attack_rate"], restart_timeout if r[key] is None else r[key])
-                    for r in records if r["victim"] == kind and r["status"] == "ok"
-                    and r["attack"] is not None and r["attack"]["mac2"] == mac2)
-                if points:
-                    axis.plot([p[0] for p in points], [p[1] for p in points], marker=marker,
+                runs = [r for r in records if r["victim"] == kind and r["status"] == "ok"
+                        and r["attack"] is not None and r["attack"]["mac2"] == mac2]
+                values = [restart_timeout if r[key] is None else r[key] for r in runs]
+                axis.scatter([r["attack_rate"] for r in runs], values, s=10, alpha=0.4,
+                             color=colors[kind], marker=marker)
+                medians = []
+                for label in dict.fromkeys(r["label"] for r in runs):
+                    group = [(r, v) for r, v in zip(runs, values, strict=True)
+                             if r["label"] == label]
+                    medians.append((statistics.median(r["attack_rate"] for r, _ in group),
+                                    statistics.median(v for _, v in group)))
+                medians.sort()
+                if medians:
+                    axis.plot([m[0] for m in medians], [m[1] for m in medians], marker=marker,
                               linestyle=style, color=colors[kind],
                               label=f"{kind}{' +mac2' if mac2 else ''}")
         axis.set_title(heading)
