@@ -424,7 +424,8 @@ def summarize(records: list[dict]) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    for row in sorted(rows, key=lambda r: (r["attack"], r["victim"])):
+    attacks = list(dict.fromkeys(row["attack"] for row in rows))  # in the order they ran
+    for row in sorted(rows, key=lambda r: (attacks.index(r["attack"]), r["victim"])):
         handshake = (f"none in {row['handshake_failed']} run(s)" if row["handshake_failed"]
                      else _fmt(row["handshake"], ".1f"))
         cells = [row["victim"], row["attack"], row["runs_ok"], _fmt(row["sent"], ",.0f"),
