@@ -11,6 +11,7 @@ import pytest
 
 from wgpy.core.keys import key_to_base64
 
+from netlab import veth_pair
 from tunnel_lab import tunnel_lab
 
 pytestmark = pytest.mark.root
@@ -277,6 +278,43 @@ def test_replies_leave_from_the_address_the_peer_sent_to(wireguard_go, server, f
         lab.ping(lab.b, lab.a.tunnel4)
         fallback = f"{primary}:{lab.b.port}" if family == "4" else f"[{primary}]:{lab.b.port}"
         assert lab.a.peer_field("endpoints") == fallback
+
+
+@pytest.mark.parametrize("server", ["wgpyd", "wireguard-go"])
+@pytest.mark.parametrize("family", ["4", "6"])
+def test_sticky_source_gives_way_when_a_better_route_appears(wireguard_go, server, family):
+    """B replies from the address A contacted, learned on the first link. Then a route to A
+    with a lower metric appears through a second link, with its own preferred source. Over
+    IPv4, as the kernel module (socket.c send4) and wireguard-go do, B drops the sticky source
+    and follows the route, so A sees B's packets come from the second link's address and
+    roams there. Over IPv6 the kernel (send6) and wireguard-go keep the source while it is
+    theirs, and so does wgpyd. wireguard-go is held to the same test as the reference."""
+    with tunnel_lab("wireguard-go", server, endpoint_on_a=family) as lab:
+        a, b = lab.a, lab.b
+        second = (a.net + 50) % 200 + 1
+        link_a, link_b = f"sa{second}{os.getpid() % 1000}", f"sb{second}{os.getpid() % 1000}"
+        if family == "4":
+            ip, prefix = ["ip", "-4"], f"192.168.{a.net}.0/24"
+            first_source, second_source = b.underlay4, f"192.168.{second}.2"
+            gateway, bits = f"192.168.{second}.1", 24
+            shown = f"{second_source}:{b.port}"
+        else:
+            ip, prefix = ["ip", "-6"], f"fd00:{a.net}::/64"
+            first_source, second_source = b.underlay6, f"fd01:{second}::2"
+            gateway, bits = f"fd01:{second}::1", 64
+            shown = f"[{first_source}]:{b.port}"  # kept
+        veth_pair(a.ns, link_a, f"{gateway}/{bits}", b.ns, link_b, f"{second_source}/{bits}")
+        # the first link's route with a metric a better route can undercut
+        b.ns.run(*ip, "route", "del", prefix, "dev", b.veth)
+        b.ns.run(*ip, "route", "add", prefix, "dev", b.veth, "src", first_source, "metric",
+                 "300")
+        lab.ping(a, b.tunnel4)
+        lab.ping(b, a.tunnel4)
+        assert first_source in a.peer_field("endpoints")
+        b.ns.run(*ip, "route", "add", prefix, "via", gateway, "dev", link_b, "src",
+                 second_source, "metric", "50")
+        lab.ping(b, a.tunnel4)
+        assert a.peer_field("endpoints") == shown
 
 
 def test_unroutable_endpoint_shows_as_udp_send_failed(wireguard_go):

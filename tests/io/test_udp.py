@@ -191,3 +191,40 @@ def test_path_mtu_is_the_route_mtu():
         mtu = min(int(handle.read()), 65535)
     assert path_mtu(("127.0.0.1", 9)) == path_mtu(("::ffff:127.0.0.1", 9)) == mtu
     assert path_mtu(("192.0.2.1", 9)) in (None, *range(68, 65537))  # routed or not: no crash
+
+
+def test_route_query_names_the_output_interface_or_the_kernels_refusal():
+    from wgpy.io.routewatch import RouteQuery
+    query = RouteQuery()
+    try:
+        loopback = socket.if_nametoindex("lo")
+        assert query.output_interface("127.0.0.1", "127.0.0.2", 0) == loopback
+        assert query.output_interface("::1", "::1", 7) == loopback
+        with pytest.raises(OSError) as refused:  # not an address of this host
+            query.output_interface("127.0.0.1", "192.0.2.77", 0)
+        assert refused.value.errno == errno.ENETUNREACH
+    finally:
+        query.close()
+
+
+def test_a_source_whose_route_leaves_elsewhere_is_not_kept(udp, monkeypatch):
+    """The kernel's send4 rule, with the route lookup answering another interface: the source
+    is refused when learned, and one kept is dropped at its first send after a route change."""
+    with client("127.0.0.1") as peer:
+        endpoint = ("127.0.0.1", peer.getsockname()[1])
+        peer.sendto(b"hello", ("127.0.0.2", udp.port))
+        *_, pktinfo = wait_receive(udp)
+        udp.remember_source(endpoint, pktinfo)
+        udp.send_batch([(endpoint, b"sticky")])
+        assert peer.recvfrom(100) == (b"sticky", ("127.0.0.2", udp.port))
+
+        monkeypatch.setattr(udp_module.RouteQuery, "output_interface",
+                            lambda self, destination, source, mark: 999)
+        udp.send_batch([(endpoint, b"same routes")])  # no change announced: not asked
+        assert peer.recvfrom(100) == (b"same routes", ("127.0.0.2", udp.port))
+        udp.route_changed()
+        udp.send_batch([(endpoint, b"moved")])
+        assert peer.recvfrom(100) == (b"moved", ("127.0.0.1", udp.port))
+        udp.remember_source(endpoint, pktinfo)  # refused until the routes change again
+        udp.send_batch([(endpoint, b"still")])
+        assert peer.recvfrom(100) == (b"still", ("127.0.0.1", udp.port))

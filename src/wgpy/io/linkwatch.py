@@ -22,16 +22,16 @@ _IFINFOMSG = struct.Struct("=BxHiII")  # family, (pad), device type, index, flag
 _RECV_SIZE = 65536
 
 
-class LinkEvents:
-    """Readable when a link changed; `drain` tells whether the change may concern ours."""
+class NetlinkEvents:
+    """A non-blocking rtnetlink socket subscribed to `groups` (a mask of RTMGRP_* bits), for
+    the loop's epoll set."""
 
-    def __init__(self, ifindex: int) -> None:
-        self.ifindex = ifindex
+    def __init__(self, groups: int) -> None:
         self._sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
             socket.NETLINK_ROUTE)
         try:
-            self._sock.bind((0, RTMGRP_LINK))
+            self._sock.bind((0, groups))
         except BaseException:
             self._sock.close()
             raise
@@ -39,23 +39,40 @@ class LinkEvents:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def drain(self) -> bool:
-        """Read every queued message; True if one was about our interface or some were lost
-        (ENOBUFS: the queue overflowed, so ours may have been among them)."""
-        ours = False
+    def receive_all(self) -> tuple[list[bytes], bool]:
+        """Every queued datagram, and whether some were lost (ENOBUFS: the queue overflowed)."""
+        datagrams: list[bytes] = []
+        lost = False
         while True:
             try:
                 data = self._sock.recv(_RECV_SIZE)
             except BlockingIOError:
-                return ours
+                return datagrams, lost
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
                     raise
-                ours = True
+                lost = True
                 continue
             if not data:
-                return ours
-            ours = ours or self._mentions_ours(data)
+                return datagrams, lost
+            datagrams.append(data)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class LinkEvents(NetlinkEvents):
+    """Readable when a link changed; `drain` tells whether the change may concern ours."""
+
+    def __init__(self, ifindex: int) -> None:
+        super().__init__(RTMGRP_LINK)
+        self.ifindex = ifindex
+
+    def drain(self) -> bool:
+        """Read every queued message; True if one was about our interface or some were lost
+        (then ours may have been among them)."""
+        datagrams, lost = self.receive_all()
+        return lost or any(self._mentions_ours(data) for data in datagrams)
 
     def _mentions_ours(self, data: bytes) -> bool:
         offset = 0
@@ -69,6 +86,3 @@ class LinkEvents:
                 return True
             offset += (length + 3) & ~3  # NLMSG_ALIGN
         return False
-
-    def close(self) -> None:
-        self._sock.close()

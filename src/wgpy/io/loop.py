@@ -40,6 +40,7 @@ from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
 from wgpy.core.peer import Endpoint
 from wgpy.io.linkwatch import LinkEvents
+from wgpy.io.routewatch import RouteEvents
 from wgpy.io.tun import InterfaceGone, Tun
 from wgpy.io.udp import ControlMessage, UdpSocket, normalize
 from wgpy.io.warm import WARM_INTERVAL, Warmer, keep_warm_window
@@ -79,6 +80,8 @@ class Tunnel:
         self._epoll.register(self._wake, select.EPOLLIN)
         self._links = LinkEvents(tun.index())
         self._epoll.register(self._links.fileno(), select.EPOLLIN)
+        self._routes = RouteEvents()  # sticky sources are checked again after a route change
+        self._epoll.register(self._routes.fileno(), select.EPOLLIN)
         self.tun_write_errors = 0
         self.udp_send_errors = 0
         self.internal_errors = 0
@@ -162,6 +165,7 @@ class Tunnel:
         last_traffic = -window
         warmer = self._warmer
         links = self._links
+        routes = self._routes
         try:
             while not self._stopping:
                 now = time.monotonic()
@@ -189,6 +193,8 @@ class Tunnel:
                             self._run_calls()
                         elif fd == links.fileno() and links.drain():
                             self._check_link()
+                        elif fd == routes.fileno() and routes.drain() and udp is not None:
+                            udp.route_changed()
                     except InterfaceGone:
                         raise
                     except Exception:  # a bug must cost a batch, not the interface
@@ -224,6 +230,7 @@ class Tunnel:
             self.udp = None
         self._epoll.close()
         self._links.close()
+        self._routes.close()
         os.close(self._wake)
 
     # ------------------------------------------------------------------ data plane

@@ -11,7 +11,13 @@ has authenticated, replies to that endpoint leave from the address it was sent t
 with several addresses the kernel would otherwise pick the route's preferred source, and a
 peer behind NAT or a stateful firewall would drop replies from an address it never contacted.
 If that address goes away, the send fails (EINVAL, ENETUNREACH); the source is forgotten and
-the kernel picks one again.
+the kernel picks one again. As in the kernel module (socket.c send4/send6), a source also
+holds only while the route to the peer leaves through the interface it was learned on: it is
+checked when learned and, after a route change (`route_changed`, from routewatch.py's
+netlink events), again before its next send; when the route leaves elsewhere (a better route
+through another link appeared) it is forgotten and the route's own source is used. That is
+the kernel's rule for IPv4 only: an IPv6 source stays as long as it is ours (send6), in the
+kernel and in wireguard-go alike.
 
 Narrow paths: a UDP GSO segment is never fragmented, so the kernel refuses a GSO send whose
 segments exceed the path MTU (EMSGSIZE; EINVAL on older kernels), where a plain send of the
@@ -28,8 +34,10 @@ import select
 import socket
 import struct
 import time
+from dataclasses import dataclass
 
 from wgpy.core.peer import Endpoint
+from wgpy.io.routewatch import RouteQuery
 
 log = logging.getLogger("wgpy.udp")
 
@@ -49,6 +57,7 @@ IPV6_PKTINFO = 50
 _IN_PKTINFO = struct.Struct("=i4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
 _IN6_PKTINFO = struct.Struct("=16si")  # ipi6_addr, ipi6_ifindex
 _LINK_LOCAL = b"\xfe\x80"
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 # SO_MARK is a u32; Python's int setsockopt passes a C int, which stops at 2**31 - 1.
 _MARK = struct.Struct("=I")
 RECEIVE_BUFFER_BYTES = 65536
@@ -153,6 +162,31 @@ def largest_segment(endpoint: Endpoint, refused_size: int, fwmark: int = 0) -> i
     return min(refused_size - 1, mtu - header - _UDP_HEADER)
 
 
+@dataclass(slots=True)
+class _Source:
+    """A sticky source: what to send with, and where it was learned (for the route check)."""
+
+    pktinfo: ControlMessage  # as received
+    control: ControlMessage  # to send from its local address
+    local: str  # that address, IPv4 unmapped
+    ifindex: int  # the interface the datagram arrived on
+    generation: int  # the route generation it was last checked in
+
+
+def _learned(pktinfo: ControlMessage) -> tuple[str, int] | None:
+    """The local address (IPv4 unmapped) and arrival interface a received `pktinfo` names."""
+    _, kind, data = pktinfo
+    if kind == IP_PKTINFO and len(data) >= _IN_PKTINFO.size:
+        ifindex, _, local = _IN_PKTINFO.unpack_from(data)
+        return socket.inet_ntop(socket.AF_INET, local), ifindex
+    if kind == IPV6_PKTINFO and len(data) >= _IN6_PKTINFO.size:
+        local, ifindex = _IN6_PKTINFO.unpack_from(data)
+        if local[:12] == _V4_MAPPED:
+            return socket.inet_ntop(socket.AF_INET, local[12:]), ifindex
+        return socket.inet_ntop(socket.AF_INET6, local), ifindex
+    return None
+
+
 def _source_control(pktinfo: ControlMessage) -> ControlMessage | None:
     """The control message that sends from the local address a received `pktinfo` names;
     None when it is truncated."""
@@ -177,8 +211,13 @@ class UdpSocket:
         self.fwmark = fwmark
         self.dual_stack = self.sock.family == socket.AF_INET6
         self._addresses: dict[Endpoint, tuple] = {}
-        # endpoint -> (the PKTINFO it last authenticated with, the control message to send with)
-        self._sources: dict[Endpoint, tuple[ControlMessage, ControlMessage]] = {}
+        # endpoint -> its sticky source (the address its authenticated datagrams came to)
+        self._sources: dict[Endpoint, _Source] = {}
+        # endpoint -> a PKTINFO whose source the route refused (the route back leaves by
+        # another interface), not checked again until the routes change
+        self._refused: dict[Endpoint, ControlMessage] = {}
+        self._routes: RouteQuery | None = None  # opened at the first check
+        self._route_generation = 0
         # endpoint -> (largest datagram a GSO send to it may carry, when to try larger again):
         # only endpoints behind a path narrower than the datagrams (see the module docstring)
         self._narrow: dict[Endpoint, tuple[int, float]] = {}
@@ -220,16 +259,49 @@ class UdpSocket:
 
     def remember_source(self, endpoint: Endpoint, pktinfo: ControlMessage) -> None:
         """Reply to `endpoint` from the local address of `pktinfo` (a datagram from it has
-        just authenticated)."""
+        just authenticated), if the route back to it leaves where that datagram came in."""
         known = self._sources.get(endpoint)
-        if known is not None and known[0] == pktinfo:
+        if known is not None and known.pktinfo == pktinfo:
+            return
+        if self._refused.get(endpoint) == pktinfo:
             return
         control = _source_control(pktinfo)
-        if control is None:
+        learned = _learned(pktinfo)
+        if control is None or learned is None:
             return  # truncated: keep whatever source we had
+        source = _Source(pktinfo, control, *learned, self._route_generation)
+        if not self._route_agrees(endpoint, source):
+            self._sources.pop(endpoint, None)
+            self._refused[endpoint] = pktinfo
+            return
         if len(self._sources) > 65536:
             self._sources.clear()
-        self._sources[endpoint] = (pktinfo, control)
+            self._refused.clear()
+        self._sources[endpoint] = source
+
+    def route_changed(self) -> None:
+        """The routes changed: check each sticky source again before its next send (lazily,
+        so a route change costs one lookup per peer that still sends, not one per peer)."""
+        self._route_generation += 1
+        self._refused.clear()
+
+    def _route_agrees(self, endpoint: Endpoint, source: _Source) -> bool:
+        """The kernel's rule (send4): an IPv4 source stays while the route from it to the
+        peer leaves by the interface it was learned on. A refused lookup (the address is no
+        longer ours, or there is no route at all) ends it too: the send has nothing better
+        to go by, and the source is learned again once the peer gets through. An IPv6 source
+        only has to remain ours (send6 checks nothing else, nor does wireguard-go), which
+        the send itself finds out."""
+        if ":" in source.local:
+            return True
+        host = normalize(endpoint)[0].partition("%")[0]
+        if self._routes is None:
+            self._routes = RouteQuery()
+        try:
+            return self._routes.output_interface(host, source.local, self.fwmark) == \
+                source.ifindex
+        except OSError:
+            return False
 
     def reply_once(self, endpoint: Endpoint, data: bytes, pktinfo: ControlMessage) -> None:
         """Answer from the local address `pktinfo` names, remembering nothing: for a reply to
@@ -258,8 +330,16 @@ class UdpSocket:
         """One sendmsg, from the endpoint's sticky source if it has one."""
         address = self.sockaddr(endpoint)
         source = self._sources.get(endpoint)
+        if source is not None and source.generation != self._route_generation:
+            source.generation = self._route_generation
+            if not self._route_agrees(endpoint, source):
+                log.info("route to %s:%d now leaves by another interface; sending from its "
+                         "own source", address[0], address[1])
+                del self._sources[endpoint]
+                self._refused[endpoint] = source.pktinfo
+                source = None
         if source is not None:
-            if self._send_from(data, address, controls, source[1]):
+            if self._send_from(data, address, controls, source.control):
                 return
             del self._sources[endpoint]  # forgotten: the kernel chooses from now on
         if controls:
@@ -384,6 +464,9 @@ class UdpSocket:
     def set_fwmark(self, fwmark: int) -> None:
         self.sock.setsockopt(socket.SOL_SOCKET, SO_MARK, _MARK.pack(fwmark))
         self.fwmark = fwmark
+        self.route_changed()  # routing by mark: another mark may route elsewhere
 
     def close(self) -> None:
         self.sock.close()
+        if self._routes is not None:
+            self._routes.close()
