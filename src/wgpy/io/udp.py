@@ -11,8 +11,8 @@ has authenticated, replies to that endpoint leave from the address it was sent t
 with several addresses the kernel would otherwise pick the route's preferred source, and a
 peer behind NAT or a stateful firewall would drop replies from an address it never contacted.
 If that address goes away, the send fails (EINVAL, ENETUNREACH); the source is forgotten and
-the kernel picks one again. As in the kernel module (socket.c send4/send6), a source also
-holds only while the route to the peer leaves through the interface it was learned on: it is
+the kernel picks one again. As in the kernel module (socket.c send4), a source also holds
+only while the route to the peer leaves through the interface it was learned on: it is
 checked when learned and, after a route change (`route_changed`, from routewatch.py's
 netlink events), again before its next send; when the route leaves elsewhere (a better route
 through another link appeared) it is forgotten and the route's own source is used. That is
