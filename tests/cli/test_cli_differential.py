@@ -146,6 +146,11 @@ def test_set_sequences_give_the_same_state_and_exit_codes(pair):
         ["private-key", "/nonexistent/key"],
         ["peer", peer1, "listen-port", "1"],
         ["bogus"],
+        # digits int() reads and strtoul does not; strings past int()'s 4,300-digit limit
+        ["fwmark", "\uff15"], ["listen-port", "\u00b2"], ["fwmark", "9" * 4400],
+        ["peer", peer1, "persistent-keepalive", "\u0665"],
+        ["peer", peer1, "allowed-ips", "10.0.0.0/\uff18"],
+        ["peer", peer1, "persistent-keepalive", "0" * 4400 + "5"],  # strtoul reads 5
     ]
     for args in sequences:
         wg = run_wg("set", pair.a, *args)

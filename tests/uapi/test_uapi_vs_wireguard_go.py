@@ -24,6 +24,10 @@ PRIVATE = clamp_private_key(bytes(range(1, 33))).hex()
 OWN = public_key(bytes.fromhex(PRIVATE)).hex()
 PEERS = [public_key(clamp_private_key(bytes([n]) * 32)).hex() for n in range(1, 5)]
 ZERO = "00" * 32
+# Digits Python's int() reads but Go's strconv does not (superscript two, fullwidth five,
+# Arabic-Indic five), and strings past int()'s 4,300-digit limit (a huge one; leading zeros
+# before a small one, which strconv reads as that number).
+ODD_NUMBERS = ["\u00b2", "\uff15", "\u0665", "1\u0665", "9" * 4400, "0" * 4400 + "5"]
 
 
 class Daemons:
@@ -143,6 +147,15 @@ def test_largest_fwmark(daemons):
     daemons.state()
 
 
+@pytest.mark.parametrize("value", ODD_NUMBERS)
+def test_odd_numbers_get_the_same_errno(daemons, value):
+    assert daemons.set(f"public_key={PEERS[0]}") == "errno=0\n\n"
+    for line in (f"listen_port={value}", f"fwmark={value}",
+                 f"public_key={PEERS[0]}\npersistent_keepalive_interval={value}"):
+        daemons.set(line)  # the errnos agree
+        daemons.state()
+
+
 KEEPALIVE_CASES = [["25"], ["25", "30"], ["25", "0"], ["25", "0", "30"], ["0"], ["7", "7"]]
 
 
@@ -214,8 +227,9 @@ V6 = ["::", "::1", "1::", "2001:db8::1", "2001:DB8::1", "2001:0db8:0000:0000:000
       "0:0:1:0:0:1:0:0", "::FFFF:1.2.3.4", "1::1.2.3.4", "::1.2.3", "::0001", "::00001",
       "fe80::1%lo", "fe80::1%1", "fe80::1%", "fe80::1%nosuchif", "fe80::1%lo%lo",
       "::ffff:1.2.3.4%1"]
-PORTS = ["51820", "0", "65535", "65536", "05", "+5", "-1", "", "5 ", "0x10"]
-BITS = ["0", "8", "32", "33", "128", "129", "+8", "08", "-0", "-1", "", " 8", "8 ", "0008"]
+PORTS = ["51820", "0", "65535", "65536", "05", "+5", "-1", "", "5 ", "0x10", *ODD_NUMBERS]
+BITS = ["0", "8", "32", "33", "128", "129", "+8", "08", "-0", "-1", "", " 8", "8 ", "0008",
+        *ODD_NUMBERS]
 
 
 def endpoints() -> list[str]:
