@@ -84,7 +84,8 @@ def config_samples(tmp_path) -> list[object]:
 def uapi_samples() -> list[object]:
     request = parse_set([f"private_key={PRIVATE.hex()}", f"public_key={PEER_PUBLIC.hex()}",
                          f"preshared_key={PSK.hex()}", "endpoint=192.0.2.1:51820"])
-    return [request, request.peers[0], framing.Set(request)]
+    return [request, request.peers[0], framing.Set(request), *request.device_operations,
+            *request.peers[0].operations]
 
 
 def core_samples() -> tuple[list[object], list[bytes]]:
@@ -114,7 +115,7 @@ def test_uapi_requests_hide_private_and_preshared_keys():
     for sample in uapi_samples():
         assert_hidden(sample, [PRIVATE, PSK])
     # what the repr still shows: which operations a request carries
-    assert "preshared_key" in repr(uapi_samples()[1])
+    assert "SetPresharedKey" in repr(uapi_samples()[1])
 
 
 def test_core_objects_hide_keys_and_handshake_secrets():
@@ -138,6 +139,10 @@ NO_SECRETS = {
     "wgpy.cli.check.Finding",  # a message about a file line
     "wgpy.uapi.framing.Get", "wgpy.uapi.framing.Reply",  # no fields / an errno reply
     "wgpy.io.udp._Source",  # a sticky source address: control messages, interface index
+    # set operations without a key: flags, an endpoint, an interval, a prefix
+    *(f"wgpy.uapi.protocol.{name}" for name in (
+        "UpdateOnly", "RemovePeer", "ReplaceAllowedIPs", "ReplacePeers", "SetEndpoint",
+        "SetPersistentKeepalive", "AddAllowedIP")),
 }
 
 

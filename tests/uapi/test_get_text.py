@@ -4,7 +4,8 @@ not (IPv4-compatible and -mapped IPv6) it must fall back, so both ways agree on 
 import ipaddress
 import random
 
-from wgpy.uapi.protocol import _go_address, _ipv6_text, format_endpoint
+from wgpy.uapi.netip import addr_string, ipv6_string
+from wgpy.uapi.protocol import format_endpoint
 
 
 def _addresses(count: int) -> list[int]:
@@ -19,7 +20,7 @@ def _addresses(count: int) -> list[int]:
 
 def test_ipv6_text_is_netip_text():
     for value in _addresses(20_000):
-        assert _ipv6_text(value) == _go_address(ipaddress.IPv6Address(value)), hex(value)
+        assert ipv6_string(value) == addr_string(ipaddress.IPv6Address(value)), hex(value)
 
 
 def test_endpoint_text_drops_the_zone_and_keeps_mapped_form():

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wgpy.core.crypto import clamp_private_key, public_key
-from wgpy.uapi import protocol
+from wgpy.uapi import netip, protocol
 from wgpy.uapi.protocol import (
     UapiError,
     apply_set,
@@ -461,7 +461,7 @@ def test_parse_prefix(text, network):
     ("0.0.0.0", "0.0.0.0"),
 ])
 def test_parse_address_as_go_netip(text, packed):
-    assert protocol.parse_address(text)[0] == ipaddress.ip_address(packed)
+    assert netip.parse_addr(text)[0] == ipaddress.ip_address(packed)
 
 
 @pytest.mark.parametrize("text", [
@@ -471,8 +471,8 @@ def test_parse_address_as_go_netip(text, packed):
     "%lo", "::1%", "1.2.3.4%lo", "::\uff11", "\uff11.2.3.4", "1.2.3.4 ", " ::1", "g::",
 ])
 def test_parse_address_refuses_as_go_netip(text):
-    with pytest.raises(ValueError):
-        protocol.parse_address(text)
+    with pytest.raises(netip.NetipError):
+        netip.parse_addr(text)
 
 
 def test_mapped_prefix_is_shown_with_a_dotted_quad(host):
@@ -518,3 +518,20 @@ def test_any_request_applies_fully_or_not_at_all(make_host, setup, request):
     for chunk in chunks:
         assert uapi_set(step, "\n".join(chunk)) == 0
     assert (format_get(step), step.port, step.mark) == (format_get(host), host.port, host.mark)
+
+
+def test_a_set_parses_into_typed_operations_in_order():
+    request = parse_set([
+        f"private_key={ZERO}", "replace_peers=true", f"public_key={pub(1)}",
+        "protocol_version=1", "endpoint=1.2.3.4:5", "replace_allowed_ips=true",
+        "allowed_ip=10.0.0.1/8", "persistent_keepalive_interval=25", "remove=true",
+    ])
+    assert request.device_operations == [protocol.SetPrivateKey(bytes(32)),
+                                         protocol.ReplacePeers()]
+    [change] = request.peers
+    assert change.public_key.hex() == pub(1)
+    assert change.operations == [  # protocol_version=1 is checked and does nothing
+        protocol.SetEndpoint(("1.2.3.4", 5)), protocol.ReplaceAllowedIPs(),
+        protocol.AddAllowedIP((4, 10 << 24, 8)), protocol.SetPersistentKeepalive(25),
+        protocol.RemovePeer(),
+    ]

@@ -1,8 +1,9 @@
 """The cross-platform userspace API (`get=1` / `set=1`), as wireguard-go 0.0.20220316 has it.
 
 Same keys, order, formats, validation and errno values as its device/uapi.go, down to the
-address grammar of Go 1.19's net/netip that the packaged binary is built with (checked
-against that binary, see tests/uapi), so `wg` cannot tell wgpyd from wireguard-go.
+address grammar of Go 1.19's net/netip that the packaged binary is built with (netip.py,
+checked against that binary, see tests/uapi), so `wg` cannot tell wgpyd from wireguard-go.
+A `set` is parsed into small typed operations (the records below), then applied.
 
 Deliberate differences, each because the reference's behaviour can hurt a user:
 
@@ -30,13 +31,23 @@ import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, assert_never
 
 from wgpy.config.values import decimal
 from wgpy.core.constants import ZERO_KEY
 from wgpy.core.crypto import clamp_private_key, public_key
 from wgpy.core.device import Device
 from wgpy.core.peer import Endpoint, Peer
+from wgpy.uapi.netip import (
+    NetipError,
+    Network,
+    PrefixKey,
+    ipv6_string,
+    parse_host,
+    parse_prefix_key,
+    prefix_string,
+    split_addr_port,
+)
 from wgpy.uapi.text import (
     EADDRINUSE,
     EINVAL,
@@ -47,14 +58,10 @@ from wgpy.uapi.text import (
 )
 
 T = TypeVar("T")
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-PrefixKey = tuple[int, int, int]  # (IP version, network as an int, prefix length)
 
 # wireguard-go's device.MaxPeers: creating one more peer fails with EINVAL.
 MAX_PEERS = 1 << 16
 _DECIMAL = re.compile(r"[0-9]+\Z")
-_ATOI = re.compile(r"[+-]?[0-9]+\Z")  # strconv.Atoi, which netip.ParsePrefix uses for bits
 _KEY_NAME = re.compile(r"[a-z_]{1,40}\Z")
 
 
@@ -109,7 +116,7 @@ def format_get(host: DeviceHost) -> str:
             f"tx_bytes={peer.tx_bytes}\n"
             f"rx_bytes={peer.rx_bytes}\n"
             f"persistent_keepalive_interval={peer.persistent_keepalive_interval}")
-        lines.extend(f"allowed_ip={_prefix_text(*key)}" for key in keys_for_peer(peer))
+        lines.extend(f"allowed_ip={prefix_string(*key)}" for key in keys_for_peer(peer))
     lines.append("")
     return "\n".join(lines)
 
@@ -127,41 +134,13 @@ def _split_time(wall: float) -> tuple[int, int]:
     return seconds, min(round((wall - seconds) * 1e9), 999_999_999)
 
 
-def _go_address(address: Address) -> str:
-    """netip.Addr.String: like Python's, except that IPv4-mapped IPv6 keeps the dotted quad
-    (`::ffff:10.0.0.1`), which Python prints that way only from 3.13 on."""
-    if address.version == 6 and address.ipv4_mapped is not None:
-        return f"::ffff:{address.ipv4_mapped}"
-    return str(address)
-
-
-def _ipv6_text(value: int) -> str:
-    """netip's text of an IPv6 address given as an int. inet_ntop (C, RFC 5952 like Go) where
-    it agrees with Go, which is everywhere but the first 96 bits being 0 or ::ffff (IPv4-
-    compatible and -mapped addresses, which glibc writes with a dotted quad): `get` prints
-    one per allowed IP and endpoint, and ipaddress's str() costs ten times as much."""
-    if value >> 32 in (0, 0xFFFF):
-        return _go_address(ipaddress.IPv6Address(value))
-    return _inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
-
-
-def _prefix_text(version: int, value: int, length: int) -> str:
-    """netip.Prefix.String of a prefix as AllowedIPs keys it (version, network int, length)."""
-    if version == 4:
-        return f"{_inet_ntop(socket.AF_INET, value.to_bytes(4, 'big'))}/{length}"
-    return f"{_ipv6_text(value)}/{length}"
-
-
-_inet_ntop = socket.inet_ntop
-
-
 def format_endpoint(endpoint: Endpoint) -> str:
     """netip.AddrPort.String of the destination, which (as in wireguard-go) drops the zone."""
     host, port = endpoint
     if ":" not in host:
         return f"{host}:{port}"
     packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
-    return f"[{_ipv6_text(int.from_bytes(packed, 'big'))}]:{port}"
+    return f"[{ipv6_string(int.from_bytes(packed, 'big'))}]:{port}"
 
 
 # ---------------------------------------------------------------------- set: parsing
@@ -202,149 +181,115 @@ def _check_zone(zone: str, value: str) -> None:
         raise _invalid(f"failed to set endpoint {value}: unknown zone") from None
 
 
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-
-
-def _ipv4_bytes(text: str) -> bytes | None:
-    """netip's parseIPv4: four decimal fields of 0-255 without leading zeros."""
-    fields = text.split(".")
-    if len(fields) != 4:
-        return None
-    for field_text in fields:
-        if not (field_text.isascii() and field_text.isdigit()):
-            return None
-        if (len(field_text) > 1 and field_text[0] == "0") or decimal(field_text) > 255:
-            return None
-    return bytes(int(field_text) for field_text in fields)
-
-
-def _ipv6_groups(part: str, last: bool) -> list[int] | None:
-    """The 16-bit groups of one side of `::`; an IPv4 tail is allowed at the very end."""
-    if not part:
-        return []
-    groups: list[int] = []
-    items = part.split(":")
-    for index, item in enumerate(items):
-        if last and index == len(items) - 1 and "." in item:
-            quad = _ipv4_bytes(item)
-            if quad is None:
-                return None
-            groups += [quad[0] << 8 | quad[1], quad[2] << 8 | quad[3]]
-        elif item and _HEX_DIGITS.issuperset(item) and int(item, 16) <= 0xFFFF:
-            groups.append(int(item, 16))  # any number of digits, as Go 1.19 (::00001 passes)
-        else:
-            return None
-    return groups
-
-
-def _ipv6_bytes(text: str) -> bytes | None:
-    """netip's parseIPv6 (zone already split off)."""
-    head, ellipsis, tail = text.partition("::")
-    before = _ipv6_groups(head, last=not ellipsis)
-    after = _ipv6_groups(tail, last=True)
-    if before is None or after is None or "::" in tail:
-        return None
-    count = len(before) + len(after)
-    if count > 7 if ellipsis else count != 8:  # `::` stands for at least one zero group
-        return None
-    groups = before + [0] * (8 - count) + after
-    return b"".join(group.to_bytes(2, "big") for group in groups)
-
-
-def parse_address(text: str) -> tuple[Address, str | None]:
-    """netip.ParseAddr as built into wireguard-go (Go 1.19), which Python's ipaddress does
-    not quite match. The address and its IPv6 zone (None without a `%`)."""
-    kind = next((c for c in text if c in ".:%"), "")
-    with contextlib.suppress(OSError, ValueError):
-        # glibc's inet_pton takes a subset of what Go 1.19 takes (the same IPv4 rules, IPv6
-        # groups of at most four digits, no zone), with the same value: the fast way for
-        # the addresses a big `set` is made of; the rest goes through Go's rules below
-        if kind == ".":
-            return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text)), None
-        if kind == ":":
-            return ipaddress.IPv6Address(socket.inet_pton(socket.AF_INET6, text)), None
-    if kind == ".":
-        quad = _ipv4_bytes(text)
-        if quad is not None:
-            return ipaddress.IPv4Address(quad), None
-    elif kind == ":":
-        address_text, percent, zone = text.partition("%")
-        packed = _ipv6_bytes(address_text)
-        if packed is not None and not (percent and not zone):
-            return ipaddress.IPv6Address(packed), zone if percent else None
-    raise ValueError(f"not an IP address: {text!r}")
-
-
 def parse_endpoint(value: str) -> Endpoint:
     """LinuxSocketBind.ParseEndpoint (netip.ParseAddrPort): `192.0.2.1:51820` or
     `[2001:db8::1]:51820`, an IPv6 zone allowed; no host names (wg resolves them). Returns
     the core's form: canonical text as netip prints it (an IPv4-mapped address keeps its
     `::ffff:a.b.c.d` form, as wireguard-go and the kernel keep it), the zone kept."""
-    host, colon, port_text = value.rpartition(":")
-    if not colon or not host or not port_text:
-        raise _invalid(f"failed to set endpoint {value}: not an ip:port")
-    bracketed = host.startswith("[")
-    if bracketed:
-        if len(host) < 2 or not host.endswith("]"):
-            raise _invalid(f"failed to set endpoint {value}: missing ]")
-        host = host[1:-1]
-    port = _unsigned(port_text, 16, f"endpoint {value} port")
     try:
-        address, zone = parse_address(host)
-    except ValueError:
-        raise _invalid(f"failed to set endpoint {value}: invalid address") from None
+        host, port_text, bracketed = split_addr_port(value)
+        port = _unsigned(port_text, 16, f"endpoint {value} port")
+        address, zone = parse_host(host, bracketed)
+    except NetipError as exc:
+        raise _invalid(f"failed to set endpoint {value}: {exc}") from None
     if address.version == 4:
-        if bracketed:
-            raise _invalid(f"failed to set endpoint {value}: brackets around IPv4")
         return str(address), port
-    if not bracketed:
-        raise _invalid(f"failed to set endpoint {value}: IPv6 needs square brackets")
     if zone is not None:
         _check_zone(zone, value)
-    return _ipv6_text(int(address)) + (f"%{zone}" if zone is not None else ""), port
+    return ipv6_string(int(address)) + (f"%{zone}" if zone is not None else ""), port
 
 
 def parse_prefix(value: str) -> Network:
     """netip.ParsePrefix as built into wireguard-go (Go 1.19): `address/bits`, no zone, bits
     read by strconv.Atoi (so `+8` and `08` pass); host bits are allowed and masked."""
-    version, network, length = parse_prefix_key(value)
+    version, network, length = _prefix_key(value)
     if version == 4:
         return ipaddress.IPv4Network((network, length))
     return ipaddress.IPv6Network((network, length))
 
 
-def parse_prefix_key(value: str) -> PrefixKey:
-    """parse_prefix as AllowedIPs keys a prefix: (IP version, masked network int, length),
-    without building a network object (a big `set` has one allowed_ip line per prefix)."""
-    address_text, slash, bits_text = value.rpartition("/")
-    if not slash:
-        raise _invalid(f"failed to set allowed ip: no '/' in {value!r}")
+def _prefix_key(value: str) -> PrefixKey:
     try:
-        address, zone = parse_address(address_text)
-    except ValueError:
-        raise _invalid(f"failed to set allowed ip: bad address in {value!r}") from None
-    if zone is not None:
-        raise _invalid(f"failed to set allowed ip: zone in {value!r}")
-    if not _ATOI.match(bits_text) or not 0 <= decimal(bits_text) <= address.max_prefixlen:
-        raise _invalid(f"failed to set allowed ip: bad prefix length in {value!r}")
-    length = decimal(bits_text)
-    bits = address.max_prefixlen
-    return address.version, int(address) >> (bits - length) << (bits - length), length
+        return parse_prefix_key(value)
+    except NetipError as exc:
+        raise _invalid(f"failed to set allowed ip {value!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class UpdateOnly:
+    """`update_only=true`: the section changes the peer only if it exists already."""
+
+
+@dataclass(frozen=True)
+class RemovePeer:
+    """`remove=true`."""
+
+
+@dataclass(frozen=True)
+class SetPresharedKey:
+    key: bytes = field(repr=False)  # all-zero: none; never in a repr (nor a log)
+
+
+@dataclass(frozen=True)
+class SetEndpoint:
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True)
+class SetPersistentKeepalive:
+    interval: int  # seconds, 0 for off
+
+
+@dataclass(frozen=True)
+class ReplaceAllowedIPs:
+    """`replace_allowed_ips=true`: forget the peer's prefixes before the ones that follow."""
+
+
+@dataclass(frozen=True)
+class AddAllowedIP:
+    prefix: PrefixKey  # as AllowedIPs keys it: (IP version, network int, length)
+
+
+PeerOperation = (UpdateOnly | RemovePeer | SetPresharedKey | SetEndpoint
+                 | SetPersistentKeepalive | ReplaceAllowedIPs | AddAllowedIP)
+
+
+@dataclass(frozen=True)
+class SetPrivateKey:
+    key: bytes = field(repr=False)  # clamped, or all-zero to remove it (FromMaybeZeroHex)
+
+
+@dataclass(frozen=True)
+class ReplacePeers:
+    """`replace_peers=true`: remove every peer before the sections that follow."""
+
+
+DeviceOperation = SetPrivateKey | ReplacePeers
+
+
+def _flag(operation: PeerOperation, what: str) -> Callable[[str], PeerOperation]:
+    """A `key=true` line: that operation, or EINVAL."""
+    def parse(value: str) -> PeerOperation:
+        _true(value, what)
+        return operation
+    return parse
 
 
 def _protocol_version(value: str) -> None:
+    """Checked, and nothing to do: there is only version 1."""
     if value != "1":
         raise _invalid(f"invalid protocol version: {value!r}")
 
 
-_PEER_PARSERS: dict[str, Callable[[str], object]] = {
-    "update_only": lambda v: _true(v, "update only"),
-    "remove": lambda v: _true(v, "remove"),
-    "preshared_key": lambda v: _key(v, "preshared key"),
-    "endpoint": parse_endpoint,
-    "persistent_keepalive_interval": lambda v: _unsigned(v, 16, "persistent keepalive interval"),
-    "replace_allowed_ips": lambda v: _true(v, "replace allowedips"),
-    "allowed_ip": parse_prefix_key,
+_PEER_PARSERS: dict[str, Callable[[str], PeerOperation | None]] = {
+    "update_only": _flag(UpdateOnly(), "update only"),
+    "remove": _flag(RemovePeer(), "remove"),
+    "preshared_key": lambda v: SetPresharedKey(_key(v, "preshared key")),
+    "endpoint": lambda v: SetEndpoint(parse_endpoint(v)),
+    "persistent_keepalive_interval": lambda v: SetPersistentKeepalive(
+        _unsigned(v, 16, "persistent keepalive interval")),
+    "replace_allowed_ips": _flag(ReplaceAllowedIPs(), "replace allowedips"),
+    "allowed_ip": lambda v: AddAllowedIP(_prefix_key(v)),
     "protocol_version": _protocol_version,
 }
 
@@ -355,25 +300,12 @@ def _key_name(key: str) -> str:
     return repr(key) if _KEY_NAME.match(key) else "(not shown)"
 
 
-_SECRET_OPERATIONS = frozenset({"private_key", "preshared_key"})
-
-
-def _operations_shown(operations: list[tuple[str, object]]) -> str:
-    """Operations for a repr: names and values, but never a private or preshared key."""
-    return repr([(name, "(hidden)" if name in _SECRET_OPERATIONS else value)
-                 for name, value in operations])
-
-
 @dataclass
 class PeerChange:
     """One `public_key=` section: its other lines, parsed, in request order."""
 
     public_key: bytes
-    operations: list[tuple[str, object]] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        return (f"PeerChange(public_key={self.public_key!r}, "
-                f"operations={_operations_shown(self.operations)})")
+    operations: list[PeerOperation] = field(default_factory=list)
 
 
 @dataclass
@@ -382,14 +314,8 @@ class SetRequest:
 
     listen_port: int | None = None
     fwmark: int | None = None
-    # ("private_key", clamped key or the zero key) and ("replace_peers", None), in order
-    device_operations: list[tuple[str, bytes | None]] = field(default_factory=list)
+    device_operations: list[DeviceOperation] = field(default_factory=list)  # in order
     peers: list[PeerChange] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        operations = _operations_shown(list(self.device_operations))
-        return (f"SetRequest(listen_port={self.listen_port!r}, fwmark={self.fwmark!r}, "
-                f"device_operations={operations}, peers={self.peers!r})")
 
 
 class SetParser:
@@ -411,19 +337,21 @@ class SetParser:
             parser = _PEER_PARSERS.get(key)
             if parser is None:
                 raise _invalid(f"invalid UAPI peer key: {_key_name(key)}")
-            self._peer.operations.append((key, parser(value)))
+            operation = parser(value)
+            if operation is not None:
+                self._peer.operations.append(operation)
         elif key == "private_key":
             key_bytes = _key(value, "private_key")
             if key_bytes != ZERO_KEY:  # FromMaybeZeroHex: zero stays zero (no key)
                 key_bytes = clamp_private_key(key_bytes)
-            self.request.device_operations.append(("private_key", key_bytes))
+            self.request.device_operations.append(SetPrivateKey(key_bytes))
         elif key == "listen_port":
             self.request.listen_port = _unsigned(value, 16, "listen_port")
         elif key == "fwmark":
             self.request.fwmark = _unsigned(value, 32, "fwmark")
         elif key == "replace_peers":
             _true(value, "replace_peers")
-            self.request.device_operations.append(("replace_peers", None))
+            self.request.device_operations.append(ReplacePeers())
         else:
             raise _invalid(f"invalid UAPI device key: {_key_name(key)}")
 
@@ -464,11 +392,14 @@ def _apply(host: DeviceHost, request: SetRequest) -> None:
             raise UapiError(EADDRINUSE, f"failed to update fwmark: {exc}") from None
 
     now = host.now()
-    for operation, key in request.device_operations:
-        if operation == "private_key":
-            device.set_private_key(key, now)
-        else:
-            device.remove_all_peers()
+    for operation in request.device_operations:
+        match operation:
+            case SetPrivateKey(key):
+                device.set_private_key(key, now)
+            case ReplacePeers():
+                device.remove_all_peers()
+            case _:
+                assert_never(operation)
     for change in request.peers:
         _apply_peer(device, change, now)
 
@@ -491,12 +422,12 @@ def _check_peer_limit(device: Device, request: SetRequest) -> None:
     keys = set(device.peers)
     own = _own_key(device)
     private = device.private_key or ZERO_KEY
-    for operation, key in request.device_operations:
-        if operation == "replace_peers":
+    for operation in request.device_operations:
+        if isinstance(operation, ReplacePeers):
             keys.clear()
-        elif key is not None and key != private:  # set_private_key: same key, no change
-            private = key
-            own = public_key(key) if key != ZERO_KEY else ZERO_KEY
+        elif operation.key != private:  # set_private_key: same key, no change
+            private = operation.key
+            own = public_key(private) if private != ZERO_KEY else ZERO_KEY
             keys.discard(own)
     for change in request.peers:
         if change.public_key == own:
@@ -506,8 +437,9 @@ def _check_peer_limit(device: Device, request: SetRequest) -> None:
             keys.add(change.public_key)
             if len(keys) > MAX_PEERS:
                 raise _invalid("failed to create new peer: too many peers")
-        for operation, _ in change.operations:
-            if operation == "remove" or (operation == "update_only" and created):
+        for peer_operation in change.operations:
+            if isinstance(peer_operation, RemovePeer) or (
+                    isinstance(peer_operation, UpdateOnly) and created):
                 keys.discard(change.public_key)
                 break
 
@@ -524,38 +456,35 @@ def _apply_peer(device: Device, change: PeerChange, now: float) -> None:
             peer = device.add_peer(change.public_key)
             created = True
     keepalive_on = False
-    for key, value in change.operations:
-        if key == "remove" or (key == "update_only" and created):
+    for operation in change.operations:
+        if isinstance(operation, RemovePeer) or (isinstance(operation, UpdateOnly) and created):
             if peer is not None:
                 device.remove_peer(peer.public_key)
             peer = None
             continue
         if peer is None:
             continue
-        match key, value:
-            case "preshared_key", bytes() as preshared:
-                device.set_preshared_key(peer, preshared)
-            case "endpoint", (str(), int()) as endpoint:
-                peer.endpoint = endpoint  # type: ignore[assignment]  # (typed records: issue 15)
-            case "persistent_keepalive_interval", int() as interval:
+        match operation:
+            case SetPresharedKey(key):
+                device.set_preshared_key(peer, key)
+            case SetEndpoint(endpoint):
+                peer.endpoint = endpoint
+            case SetPersistentKeepalive(interval):
                 # As wireguard-go: the last such line decides whether it was "turned on".
                 keepalive_on = peer.persistent_keepalive_interval == 0 and interval != 0
                 if interval:
                     peer.persistent_keepalive_interval = interval
                 else:
                     device.set_persistent_keepalive(peer, 0, now)
-            case "replace_allowed_ips", _:
+            case ReplaceAllowedIPs():
                 device.allowed_ips.remove_by_peer(peer)
-            case "allowed_ip", (int(), int(), int()) as prefix:
+            case AddAllowedIP(prefix):
                 device.allowed_ips.insert(prefix, peer)
+            case UpdateOnly():
+                pass  # of a peer that existed: nothing to do
+            case _:
+                assert_never(operation)
     if peer is not None and keepalive_on:
-        _send_keepalive_now(device, peer, now)
-
-
-def _send_keepalive_now(device: Device, peer: Peer, now: float) -> None:
-    """handlePostConfig: a keepalive turned on in this section goes out at its end (after
-    the endpoint lines), if the device is up. The core sends one exactly when the interval
-    goes from 0 to non-zero, so go through 0."""
-    interval = peer.persistent_keepalive_interval
-    device.set_persistent_keepalive(peer, 0, now)
-    device.set_persistent_keepalive(peer, interval, now)
+        # handlePostConfig: a keepalive turned on in this section goes out at its end (after
+        # the endpoint lines), if the device is up.
+        device.send_keepalive(peer, now)
