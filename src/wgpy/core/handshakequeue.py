@@ -29,6 +29,8 @@ from wgpy.core.constants import (
 )
 
 T = TypeVar("T")
+# The arrival-rate rule counts handshakes per window of this many seconds.
+ARRIVAL_WINDOW = 1.0
 
 
 class HandshakeQueue(Generic[T]):
@@ -48,7 +50,7 @@ class HandshakeQueue(Generic[T]):
     def under_load(self, now: float) -> bool:
         """Asked once per arriving handshake: whether `under_load_depth` wait or arrived in the
         current one-second window, now or within UNDER_LOAD_AFTER_TIME."""
-        if now - self._window_start >= 1.0:
+        if now - self._window_start >= ARRIVAL_WINDOW:
             self._window_start = now
             self._arrivals = 0
         self._arrivals += 1
