@@ -13,6 +13,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
 import time
 
@@ -36,12 +37,28 @@ _LOG_LEVELS = {
 
 
 def _configure_logging(iface: str) -> None:
+    """One line per event, naming the interface. On a terminal with a timestamp, as
+    wireguard-go prints; otherwise without one, since journald (or whatever collects a
+    service's output) stamps each line itself."""
     level = _LOG_LEVELS.get(os.environ.get("LOG_LEVEL", "error").lower(), logging.ERROR)
+    stamp = "%(asctime)s " if sys.stderr.isatty() else ""
     logging.basicConfig(
         level=level,
-        format=f"%(levelname)s: ({iface}) %(asctime)s %(message)s",
+        format=f"%(levelname)s: ({iface}) {stamp}%(message)s",
         datefmt="%Y/%m/%d %H:%M:%S",
     )
+
+
+def _notify_service_manager(state: str) -> None:
+    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if systemd gave one
+    (wgpyd@.service is Type=notify, so units after it find the UAPI socket ready)."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):  # an abstract socket
+        path = "\0" + path[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(state.encode(), path)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -103,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"wgpyd: failed to create interface {iface}: {exc}", file=sys.stderr)
             return 1
+        _notify_service_manager("READY=1")
         _serve(tunnel, server)
         return 0
 

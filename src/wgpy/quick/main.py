@@ -19,7 +19,7 @@ from wgpy.config.model import DeviceConfig
 from wgpy.config.parser import ConfigError, bash_words, parse_config, quick_lines
 from wgpy.config.values import MAX_MTU, decimal, unsigned
 from wgpy.config.writer import format_showconf
-from wgpy.quick import netlink
+from wgpy.quick import netlink, units
 from wgpy.uapi.client import UapiClientError, get_device, list_interfaces, set_device
 
 PROG = "wgpy-quick"
@@ -328,6 +328,7 @@ def save_config(options: Options) -> None:
 
 
 USAGE = f"""Usage: {PROG} [ up | down | save | strip ] [ CONFIG_FILE | INTERFACE ]
+       {PROG} install-units [ DIRECTORY ]
 
   CONFIG_FILE is a configuration file, whose filename is the interface name
   followed by `.conf'. Otherwise, INTERFACE is an interface name, with
@@ -347,7 +348,21 @@ USAGE = f"""Usage: {PROG} [ up | down | save | strip ] [ CONFIG_FILE | INTERFACE
     to configure DNS. The string `%i' is expanded to INTERFACE.
   - SaveConfig: if set to `true', the configuration is saved from the current
     state of the interface upon shutdown.
+
+  install-units writes wgpy-quick@.service and wgpyd@.service (systemd) into
+  DIRECTORY, {units.DEFAULT_UNIT_DIR} by default; then for example
+  `systemctl enable --now wgpy-quick@wg0'.
 """
+
+
+def _install_units(directory: str) -> int:
+    try:
+        for path in units.install_units(directory):
+            print(f"[#] wrote {path}", file=sys.stderr)
+    except OSError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) == 1 and args[0] in ("--help", "-h", "help"):
         sys.stdout.write(USAGE)
         return 0
+    if args and args[0] == "install-units" and len(args) <= 2:
+        return _install_units(args[1] if len(args) == 2 else units.DEFAULT_UNIT_DIR)
     if len(args) != 2 or args[0] not in ("up", "down", "save", "strip"):
         sys.stderr.write(USAGE)
         return 1

@@ -1,0 +1,146 @@
+"""The systemd units `wgpy-quick install-units` writes: systemd itself finds nothing wrong with
+them (`systemd-analyze verify`, warnings included), and their own commands, run as systemd
+would run them, bring an interface up, reload it from its file and take it down again."""
+
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from conftest import require
+from wgpy.core.crypto import public_key
+from wgpy.core.keys import generate_private_key, key_to_base64
+from wgpy.quick import units
+
+from netlab import Namespace, unique_name
+
+pytestmark = pytest.mark.root
+
+QUICK = "wgpy-quick@.service"
+DAEMON = "wgpyd@.service"
+
+
+def unit_commands(text: str, instance: str) -> dict[str, list[str]]:
+    """Exec* lines of a unit, with %i/%I expanded as systemd expands them for `instance`."""
+    commands = {}
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.startswith("Exec"):
+            commands[key] = shlex.split(value.replace("%i", instance).replace("%I", instance))
+    return commands
+
+
+def new_key() -> tuple[str, str]:
+    private = generate_private_key(os.urandom)
+    return key_to_base64(private), key_to_base64(public_key(private))
+
+
+@pytest.fixture
+def unit_dir(root_netns: None):
+    require(shutil.which("systemd-analyze") is not None,
+            "needs systemd-analyze (apt-get install systemd)")
+    with tempfile.TemporaryDirectory() as directory:
+        result = subprocess.run(
+            [sys.executable, "-m", "wgpy.quick.main", "install-units", directory],
+            capture_output=True, text=True, check=True,
+        )
+        assert sorted(os.listdir(directory)) == sorted([QUICK, DAEMON]), result.stderr
+        yield directory
+
+
+def read(directory: str, name: str) -> str:
+    with open(os.path.join(directory, name)) as handle:
+        return handle.read()
+
+
+def test_install_units_names_the_installed_commands(tmp_path):
+    written = units.install_units(str(tmp_path), bindir="/opt/wgpy/bin")
+    assert sorted(os.path.basename(path) for path in written) == sorted([QUICK, DAEMON])
+    quick = unit_commands(read(str(tmp_path), QUICK), "wg7")
+    assert quick["ExecStart"] == ["/opt/wgpy/bin/wgpy-quick", "up", "wg7"]
+    assert quick["ExecStop"] == ["/opt/wgpy/bin/wgpy-quick", "down", "wg7"]
+    assert quick["ExecReload"][:2] == ["/bin/bash", "-c"]
+    assert "/opt/wgpy/bin/wgpy syncconf wg7" in quick["ExecReload"][2]
+    daemon = unit_commands(read(str(tmp_path), DAEMON), "wg7")
+    assert daemon["ExecStart"] == ["/opt/wgpy/bin/wgpyd", "-f", "wg7"]
+
+
+@pytest.mark.parametrize("name", [QUICK, DAEMON])
+def test_systemd_analyze_verify_finds_nothing(unit_dir, name):
+    result = subprocess.run(["systemd-analyze", "verify", os.path.join(unit_dir, name)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr  # not even a warning
+
+
+def test_verify_catches_a_broken_unit(unit_dir):
+    """The check above can fail: a unit whose command does not exist is refused."""
+    path = os.path.join(unit_dir, "wgpybroken@.service")
+    with open(path, "w") as handle:
+        handle.write(read(unit_dir, QUICK).replace(units.scripts_dir(), "/nonexistent"))
+    result = subprocess.run(["systemd-analyze", "verify", path], capture_output=True, text=True)
+    assert result.returncode != 0 or result.stderr.strip()
+
+
+def test_quick_unit_commands_bring_an_interface_up_reload_and_down(unit_dir):
+    iface = unique_name("wu", max_len=15)
+    config_path = f"/etc/wireguard/{iface}.conf"
+    private, _ = new_key()
+    _, first_peer = new_key()
+    _, second_peer = new_key()
+    body = (f"[Interface]\nPrivateKey = {private}\nAddress = 10.93.0.1/24\n\n"
+            f"[Peer]\nPublicKey = {first_peer}\nAllowedIPs = 10.93.0.2/32\n")
+    commands = unit_commands(read(unit_dir, QUICK), iface)
+    os.makedirs("/etc/wireguard", exist_ok=True)
+    with Namespace(unique_name("wgpyunit-")) as ns:
+        try:
+            with open(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                      "w") as handle:
+                handle.write(body)
+            ns.run(*commands["ExecStart"])
+            assert "10.93.0.1/24" in ns.run("ip", "-4", "addr", "show", "dev", iface).stdout
+            assert first_peer in ns.run("wgpy", "show", iface, "peers").stdout
+
+            with open(config_path, "a") as handle:
+                handle.write(f"\n[Peer]\nPublicKey = {second_peer}\nAllowedIPs = 10.93.0.3/32\n")
+            ns.run(*commands["ExecReload"])
+            peers = ns.run("wgpy", "show", iface, "peers").stdout.split()
+            assert sorted(peers) == sorted([first_peer, second_peer])
+
+            ns.run(*commands["ExecStop"])
+            assert ns.run("ip", "link", "show", iface, check=False).returncode != 0
+        finally:
+            ns.run("ip", "link", "del", iface, check=False)
+            os.unlink(config_path)
+
+
+def test_daemon_unit_reports_ready_and_stops_on_sigterm(unit_dir):
+    """Type=notify: READY=1 arrives once the UAPI socket is there; SIGTERM (systemctl stop)
+    removes the socket and the interface."""
+    iface = unique_name("wd", max_len=15)
+    command = unit_commands(read(unit_dir, DAEMON), iface)["ExecStart"]
+    with tempfile.TemporaryDirectory() as directory, Namespace(unique_name("wgpyunit-")) as ns, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify_path = os.path.join(directory, "notify")
+        notify.bind(notify_path)
+        notify.settimeout(20)
+        daemon = ns.popen(*command, env={**os.environ, "NOTIFY_SOCKET": notify_path},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert notify.recv(256) == b"READY=1"
+            assert os.path.exists(f"/var/run/wireguard/{iface}.sock")
+            ns.run("wgpy", "show", iface)
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(timeout=20) == 0
+            assert not os.path.exists(f"/var/run/wireguard/{iface}.sock")
+            assert ns.run("ip", "link", "show", iface, check=False).returncode != 0
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
