@@ -122,7 +122,7 @@ def one_repeat(private_key: bytes, initiators: list[Device], now: float,
     device = responder(private_key, initiators, random_bytes)
     device.handshakes.under_load_depth = 0  # always under load: no mac2, so a cookie reply each
     results["cookie_reply"] = timed(device, batch, now)
-    replies = [message[0] for _, message in device.take_outbox()]
+    replies = [message[0] for _, message, _ in device.take_cookie_replies()]
     if replies.count(MESSAGE_HANDSHAKE_COOKIE) != count:
         raise RuntimeError(f"cookie replies: {replies.count(MESSAGE_HANDSHAKE_COOKIE)} of "
                            f"{count}; drops: {_nonzero(device.drops)}")

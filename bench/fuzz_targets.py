@@ -148,6 +148,7 @@ class DatagramTarget:
         while device.handshakes:
             device.process_handshake(self.pair.now)
         device.take_outbox()
+        device.take_cookie_replies()
         device.take_tun_outbox()
         drops = sum(device.drops.values()) - dropped
         if garbage:
@@ -155,7 +156,7 @@ class DatagramTarget:
                 raise ContractViolation(f"garbage gave {packet!r} and {drops} drops")
             if _session_state(self.pair) != before:
                 raise ContractViolation("garbage changed the session state")
-        elif packet is not None:
+        elif packet:
             self.delivered += 1
             if not _is_whole_ip_packet(packet):
                 raise ContractViolation(f"delivered a malformed packet {packet[:40].hex()}")

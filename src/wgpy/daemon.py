@@ -9,6 +9,7 @@ removed, as wireguard-go does.
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import resource
@@ -23,6 +24,7 @@ from wgpy.core.device import Device
 from wgpy.io.loop import Tunnel
 from wgpy.io.offload import offloads_enabled
 from wgpy.io.tun import Tun
+from wgpy.io.udp import UdpSocket
 from wgpy.uapi.server import UapiServer
 
 log = logging.getLogger("wgpy.daemon")
@@ -86,7 +88,7 @@ def _start(iface: str) -> tuple[Tunnel, UapiServer]:
     tun = Tun(iface, mtu=DEFAULT_MTU, vnet_hdr=offload)
     log.info("TUN %s created (vnet header %s)", tun.name, "on" if tun.vnet_hdr else "off")
     device = Device(wall_offset=time.time() - time.monotonic(), mtu=DEFAULT_MTU)
-    tunnel = Tunnel(tun, device, udp_offload=offload)
+    tunnel = Tunnel(tun, device, functools.partial(UdpSocket, offload=offload))
     server = UapiServer(tun.name, tunnel, on_socket_lost=tunnel.stop)
     try:
         server.start()

@@ -89,6 +89,8 @@ class Pair:
     def collect(self, side: Side) -> None:
         for endpoint, datagram in side.device.take_outbox():
             self.wire.append((side, endpoint, datagram))
+        for endpoint, datagram, _ in side.device.take_cookie_replies():
+            self.wire.append((side, endpoint, datagram))
 
     def run(self, limit: int = 100) -> None:
         """Deliver in-flight datagrams (and whatever they provoke) until none are left."""
@@ -108,7 +110,7 @@ class Pair:
             receiver = self.other(sender)
             assert endpoint == receiver.endpoint, (endpoint, receiver.endpoint)
             packet = receiver.device.decrypt(datagram, sender.endpoint, self.now)
-            if packet is not None:
+            if packet:
                 receiver.delivered.append(packet)
             self.collect(receiver)
 

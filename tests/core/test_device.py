@@ -99,8 +99,9 @@ def test_replayed_transport_packet_is_dropped_and_state_kept():
 
 
 def test_only_an_authenticated_datagram_vouches_for_its_source():
-    """`source_authenticated` (what lets the I/O layer keep the local address for replies) is
-    set by a datagram that authenticated, and by nothing forged, replayed or malformed."""
+    """What `decrypt` returns says whether the datagram authenticated its sender (what lets
+    the I/O layer keep the local address for replies): a packet, or an empty one for a
+    keepalive; None for anything forged, replayed or malformed."""
     pair = Pair()
     pair.handshake()
     pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address, b"real"))
@@ -110,13 +111,13 @@ def test_only_an_authenticated_datagram_vouches_for_its_source():
     forged = bytearray(datagram)
     forged[-1] ^= 1
     for bad in (bytes(forged), b"\x04\x00\x00", b"\x09" + bytes(40)):
-        device.decrypt(bad, elsewhere, pair.now)
-        assert not device.source_authenticated
-    assert device.decrypt(datagram, pair.a.endpoint, pair.now) is not None
-    assert device.source_authenticated
-    device.decrypt(datagram, elsewhere, pair.now)  # replayed from elsewhere
-    assert not device.source_authenticated
+        assert device.decrypt(bad, elsewhere, pair.now) is None
+    assert device.decrypt(datagram, pair.a.endpoint, pair.now)
+    assert device.decrypt(datagram, elsewhere, pair.now) is None  # replayed from elsewhere
     assert pair.b.peer.endpoint == pair.a.endpoint
+    pair.a.device.send_keepalive(pair.a.peer, pair.now)  # a keepalive authenticates too
+    [(_, keepalive)] = pair.a.device.take_outbox()
+    assert device.decrypt(keepalive, pair.a.endpoint, pair.now) == b""
 
 
 def test_source_outside_allowed_ips_is_dropped():
@@ -411,3 +412,4 @@ def test_two_way_session_start_is_exactly_one_handshake():
     assert pair.a.peer.keypairs.previous is None and pair.b.peer.keypairs.previous is None
     assert pair.a.peer.keypairs.current.local_index == pair.b.peer.keypairs.current.remote_index
     assert drops(pair.a) == {} and drops(pair.b) == {}
+

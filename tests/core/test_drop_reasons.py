@@ -48,8 +48,9 @@ def to_b(pair: Pair, datagram: bytes) -> Device:
 
 
 def answer_from_b(pair: Pair) -> bytes:
-    """What B sent last (a response or a cookie reply), taken off B's outbox."""
-    return pair.b.device.take_outbox()[-1][1]
+    """What B answered last: a cookie reply, or else a handshake response."""
+    replies = pair.b.device.take_cookie_replies()
+    return replies[-1][1] if replies else pair.b.device.take_outbox()[-1][1]
 
 
 def short_datagram(pair: Pair) -> Device:

@@ -73,7 +73,9 @@ class Driver:
         return time.monotonic() + self.clock_offset
 
     def flush(self) -> None:
-        for (host, port), datagram in self.device.take_outbox():
+        replies = [(endpoint, datagram) for endpoint, datagram, _ in
+                   self.device.take_cookie_replies()]
+        for (host, port), datagram in self.device.take_outbox() + replies:
             self.sent.append(datagram)
             self.sock.sendto(datagram, (host, port))
 
@@ -98,7 +100,7 @@ class Driver:
                 datagram, (host, port) = self.sock.recvfrom(65535)
                 self.received.append(datagram)
                 packet = self.device.decrypt(datagram, (host, port), self.now())
-                if packet is not None:
+                if packet:
                     self.delivered.append(packet)
             self.flush()
 

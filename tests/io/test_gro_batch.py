@@ -4,11 +4,11 @@ counted alone and the rest of the bundle is delivered, in order. Nor does it ass
 datagrams arrive: on a narrow path some come reassembled from fragments, one per receive,
 between GRO bundles of other sizes, and all of them reach the TUN in order.
 
-The loop runs for real on loopback (its UDP socket with GRO), with a stand-in TUN that records
-what it is given; the sender is an in-memory core that completed a handshake with it.
+The loop runs for real on loopback (its UDP socket with GRO), with an in-memory TUN that
+records what it is given (io/memory.py); the sender is an in-memory core that completed a
+handshake with it.
 """
 
-import os
 import threading
 import time
 
@@ -17,38 +17,10 @@ import pytest
 from wgpy.core.drops import Drop
 from wgpy.inmemory import Pair, Side, ipv4_packet
 from wgpy.io.loop import Tunnel
+from wgpy.io.memory import ChannelTun
 from wgpy.io.udp import UdpSocket
 
 from netlab import Namespace, in_namespace, unique_name
-
-
-class RecordingTun:
-    """What the loop needs of a Tun: a pollable fd that never fires, an up link, writes."""
-
-    def __init__(self) -> None:
-        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.name = "recording"
-        self.malformed_reads = 0
-        self.written: list[bytes] = []
-
-    def is_up(self) -> bool:
-        return True
-
-    def index(self) -> int:
-        return 0  # no link has index 0: no link event concerns this one
-
-    def mtu(self) -> int:
-        return 1420
-
-    def waiting(self) -> bool:
-        return False
-
-    def write_batch(self, packets: list[bytes]) -> int:
-        self.written += [bytes(packet) for packet in packets]
-        return 0
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 def receive(sock: UdpSocket, timeout: float = 5.0) -> bytes:
@@ -85,7 +57,7 @@ def record_bundles(tunnel: Tunnel) -> list[tuple[int, int]]:
 
 
 def handshake(client: Side, server: Side, tunnel: Tunnel, sock: UdpSocket,
-              tun: RecordingTun) -> tuple[tuple[str, int], bytes]:
+              tun: ChannelTun) -> tuple[tuple[str, int], bytes]:
     """The handshake over the real socket (the loop running), then a first packet that
     confirms the session: returns the tunnel's endpoint and that packet."""
     endpoint = ("127.0.0.1", tunnel.listen_port())
@@ -98,21 +70,21 @@ def handshake(client: Side, server: Side, tunnel: Tunnel, sock: UdpSocket,
     sock.send_batch([(endpoint, initiation)])
     assert client.device.decrypt(receive(sock), endpoint, time.monotonic()) is None
     sock.send_batch(client.device.take_outbox())  # the staged packet
-    wait_for(lambda: tun.written == [first])
+    assert tun.take(1) == [first]
     return endpoint, first
 
 
 def test_a_bad_datagram_in_a_gro_bundle_costs_only_itself():
     pair = Pair()
     client, server = pair.a, pair.b
-    tun = RecordingTun()
-    tunnel = Tunnel(tun, server.device, keep_warm=0)  # type: ignore[arg-type]
+    tun = ChannelTun()
+    tunnel = Tunnel(tun, server.device, UdpSocket, keep_warm=0)
     bundles = record_bundles(tunnel)
     sock = UdpSocket(0)  # the client's
     thread = threading.Thread(target=tunnel.run)
     thread.start()
     try:
-        endpoint, first = handshake(client, server, tunnel, sock, tun)
+        endpoint, _ = handshake(client, server, tunnel, sock, tun)
         packets = [ipv4_packet(client.address, server.address, bytes([i]) * 200, proto=17)
                    for i in range(6)]
         datagrams = []
@@ -125,15 +97,16 @@ def test_a_bad_datagram_in_a_gro_bundle_costs_only_itself():
         assert len({len(d) for d in datagrams}) == 1  # one GSO send, one GRO bundle
         bundles.clear()
         assert sock.send_batch([(endpoint, bytes(d)) for d in datagrams]) == 0
-        wait_for(lambda: len(tun.written) >= 5)
+        delivered = tun.take(4)
         time.sleep(0.1)  # nothing more is coming
+        assert tun.written.empty()
     finally:
         sock.close()
         tunnel.stop()
         thread.join(timeout=5)
         tun.close()
     assert any(length > segment for length, segment in bundles), bundles  # really bundled
-    assert tun.written == [first, packets[0], packets[2], packets[3], packets[5]]
+    assert delivered == [packets[0], packets[2], packets[3], packets[5]]
     assert server.device.drops[Drop.DECRYPT_FAILED] == 1
     assert server.device.drops[Drop.REPLAYED] == 1
 
@@ -148,14 +121,14 @@ def test_reassembled_fragments_and_bundles_of_mixed_sizes_all_arrive(root_netns)
     client, server = pair.a, pair.b
     with Namespace(unique_name("wgpyfrag-")) as ns:
         ns.run("ip", "link", "set", "lo", "mtu", "1280")
-        tun = RecordingTun()
+        tun = ChannelTun()
         tunnel, sock = in_namespace(ns, lambda: (
-            Tunnel(tun, server.device, keep_warm=0), UdpSocket(0)))  # type: ignore[arg-type]
+            Tunnel(tun, server.device, UdpSocket, keep_warm=0), UdpSocket(0)))
         bundles = record_bundles(tunnel)
         thread = threading.Thread(target=tunnel.run)
         thread.start()
         try:
-            _, first = handshake(client, server, tunnel, sock, tun)
+            handshake(client, server, tunnel, sock, tun)
             sizes = [1400] * 5 + [300] * 6 + [1000] * 4 + [1400] * 3 + [200] * 3 + [60]
             packets = [ipv4_packet(client.address, server.address, bytes([i]) * size,
                                    proto=17) for i, size in enumerate(sizes)]
@@ -166,15 +139,16 @@ def test_reassembled_fragments_and_bundles_of_mixed_sizes_all_arrive(root_netns)
                 batch.append(result)
             bundles.clear()
             assert sock.send_batch(batch) == 0  # nothing lost on the way out either
-            wait_for(lambda: len(tun.written) >= 1 + len(packets))
+            delivered = tun.take(len(packets))
             time.sleep(0.1)  # nothing more is coming
+            assert tun.written.empty()
             reassembled = int(ns.run("nstat", "-asz", "IpReasmOKs").stdout.split()[-2])
         finally:
             sock.close()
             tunnel.stop()
             thread.join(timeout=5)
             tun.close()
-    assert tun.written == [first, *packets]
+    assert delivered == packets
     assert reassembled >= 8  # the 1452-byte datagrams came in fragments
     whole = [length for length, segment in bundles if length == segment]
     assert sum(length > 1280 for length in whole) == 8, bundles  # ... one per receive

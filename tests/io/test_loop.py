@@ -22,6 +22,7 @@ from wgpy.inmemory import ipv4_packet
 from wgpy.io.linkwatch import LinkEvents
 from wgpy.io.loop import Tunnel
 from wgpy.io.tun import Tun
+from wgpy.io.udp import UdpSocket
 
 pytestmark = pytest.mark.root
 
@@ -31,7 +32,7 @@ def running(device: Device, up: bool = True) -> Iterator[Tunnel]:
     """A Tunnel on a fresh TUN, its loop in a thread, the interface up (unless not `up`)."""
     name = f"wgpyl{os.getpid() % 100000}"
     tun = Tun(name, mtu=1420)
-    tunnel = Tunnel(tun, device)
+    tunnel = Tunnel(tun, device, UdpSocket)
     thread = threading.Thread(target=tunnel.run)
     try:
         if up:

@@ -7,9 +7,14 @@ Sans-I/O. The shell hands in datagrams (with their source endpoint), IP packets 
 and the time; the core hands back what to deliver and what to send:
 
 * `encrypt(packet, now)` returns `(endpoint, datagram)` for the hot path, or None;
-* `decrypt(datagram, source, now)` returns the inner IP packet to deliver, or None;
+* `decrypt(datagram, source, now)` returns the inner IP packet to deliver (empty for a
+  keepalive) when the datagram authenticated its sender, or None when it did not (dropped, or
+  a handshake message: `process_handshake` finishes those and says whether they authenticated);
 * everything else the protocol sends (handshakes, cookie replies, keepalives, packets that
   were waiting for a session) is appended to `outbox` as `(endpoint, datagram)`;
+* cookie replies, which answer senders that did not authenticate, are appended to
+  `cookie_replies` as `(endpoint, datagram, context)`, the context their message came with (the
+  shell sends each from the address it was sent to, and remembers nothing of the sender);
 * ICMP errors for packets no peer can take (see icmp.py) are appended to `tun_outbox`, to be
   written back into the TUN;
 * `tick(now)` runs due timers (dispatched by timers.EXPIRY); `next_deadline()` says when to
@@ -119,14 +124,12 @@ class Device:
         self.cookie_rate_limiter = RateLimiter()
         self.timers = TimerQueue(jitter_seed)
         self.outbox: list[Datagram] = []
+        self.cookie_replies: list[tuple[Endpoint, bytes, object]] = []
         self.tun_outbox: list[bytes] = []
         self._unreachable = UnreachableReporter()
         self.drops = new_counters()
         # Like a wireguard-go device that is down: nothing is sent and no timer runs.
         self.running = True
-        # Whether the last datagram given to `decrypt` authenticated its sender (so the I/O
-        # layer may keep the local address it arrived on for replies: sticky source).
-        self.source_authenticated = False
         # Handshakes that passed the cheap checks; their depth decides "under load".
         self.handshakes: HandshakeQueue[QueuedHandshake] = HandshakeQueue()
         # False: `decrypt` finishes each handshake at once (tests, in-memory use). The I/O
@@ -339,7 +342,6 @@ class Device:
         Transport data may come as a view into the shell's receive buffer (nothing keeps it).
         A handshake message is screened and queued (see `process_handshake`) with `context`,
         what the shell wants back if it authenticates (the local address it arrived on)."""
-        self.source_authenticated = False
         size = len(datagram)
         if size < 4:
             self.drops[Drop.BAD_LENGTH] += 1
@@ -390,7 +392,6 @@ class Device:
             return None
 
         peer = keypair.peer
-        self.source_authenticated = True
         if peer.endpoint != source:
             peer.endpoint = source
         keypairs = peer.keypairs
@@ -409,7 +410,7 @@ class Device:
         any_authenticated_packet_received(peer)
         peer.rx_bytes += len(datagram)
         if not plaintext:
-            return None  # keepalive
+            return plaintext  # a keepalive: nothing to deliver, but the sender authenticated
         data_received(self.timers, peer, now)
 
         version = plaintext[0] >> 4
@@ -460,7 +461,7 @@ class Device:
                     return
                 sender = MESSAGE_TYPE.unpack_from(message, 4)[0]
                 reply = self.cookie_checker.create_reply(message, sender, cookie_source, now)
-                self.outbox.append((source, reply))
+                self.cookie_replies.append((source, reply, context))
                 self.drops[Drop.COOKIE_NEEDED] += 1
                 return
             if not self.rate_limiter.allow(cookie_source[:-2], now):
@@ -477,40 +478,41 @@ class Device:
 
         Returns its (source, context) when it authenticated the sender, so the shell may keep
         the local address it arrived on for replies; None otherwise (or if none waits)."""
-        self.source_authenticated = False
         if not self.handshakes:
             return None
         message, message_type, source, context = self.handshakes.pop()
         if self.identity is None:  # the key was removed while it waited
             self.drops[Drop.HANDSHAKE_FAILED] += 1
+            authenticated = False
         elif message_type == MESSAGE_HANDSHAKE_INITIATION:
-            self._receive_initiation(message, source, now)
+            authenticated = self._receive_initiation(message, source, now)
         else:
-            self._receive_response(message, source, now)
-        return (source, context) if self.source_authenticated else None
+            authenticated = self._receive_response(message, source, now)
+        return (source, context) if authenticated else None
 
-    def _receive_initiation(self, message: bytes, source: Endpoint, now: float) -> None:
+    def _receive_initiation(self, message: bytes, source: Endpoint, now: float) -> bool:
+        """Consume an initiation and answer it; True if it authenticated its sender."""
         identity = self.identity
         assert identity is not None  # process_handshake checked
         received = noise.open_initiation(identity, message)
         if received is None:
             self.drops[Drop.HANDSHAKE_FAILED] += 1
-            return
+            return False
         peer = self.peers.get(received.remote_static)
         if peer is None:
             self.drops[Drop.UNKNOWN_PEER] += 1
-            return
+            return False
         try:
             noise.accept_initiation(peer.handshake, received, now)
         except noise.InitiationRejected as rejected:
             self.drops[rejected.reason] += 1
-            return
+            return False
         peer.endpoint = source
-        self.source_authenticated = True
         peer.rx_bytes += len(message)
         any_authenticated_packet_traversal(self.timers, peer, now)
         any_authenticated_packet_received(peer)
         self._send_response(peer, now)
+        return True
 
     def _send_response(self, peer: Peer, now: float) -> None:
         handshake = peer.handshake
@@ -532,28 +534,29 @@ class Device:
         any_authenticated_packet_sent(peer)
         self._emit(peer, bytes(message))
 
-    def _receive_response(self, message: bytes, source: Endpoint, now: float) -> None:
+    def _receive_response(self, message: bytes, source: Endpoint, now: float) -> bool:
+        """Consume a response to our initiation; True if it authenticated its sender."""
         receiver = RESPONSE.unpack_from(message)[2]
         peer = self.index_table.entries.get(receiver)
         if not isinstance(peer, Peer) or peer.handshake.local_index != receiver:
             self.drops[Drop.UNKNOWN_INDEX] += 1
-            return
+            return False
         handshake = peer.handshake
         if handshake.state != noise.HandshakeState.CREATED_INITIATION:
             self.drops[Drop.UNEXPECTED_RESPONSE] += 1
-            return
+            return False
         assert self.identity is not None
         if not noise.consume_response(self.identity, handshake, message):
             self.drops[Drop.HANDSHAKE_FAILED] += 1
-            return
+            return False
         peer.endpoint = source
-        self.source_authenticated = True
         peer.rx_bytes += len(message)
         any_authenticated_packet_traversal(self.timers, peer, now)
         any_authenticated_packet_received(peer)
         self._begin_session(peer, now)
         handshake_complete(peer, now + self.wall_offset)
         self.send_keepalive(peer, now)
+        return True
 
     def _receive_cookie_reply(self, message: bytes, now: float) -> None:
         receiver = MESSAGE_TYPE.unpack_from(message, 4)[0]
@@ -648,6 +651,11 @@ class Device:
     def take_outbox(self) -> list[Datagram]:
         """Everything queued for sending since the last call."""
         out, self.outbox = self.outbox, []
+        return out
+
+    def take_cookie_replies(self) -> list[tuple[Endpoint, bytes, object]]:
+        """The cookie replies made since the last call, each with its message's context."""
+        out, self.cookie_replies = self.cookie_replies, []
         return out
 
     def take_tun_outbox(self) -> list[bytes]:

@@ -23,6 +23,9 @@ are never starved. The queue's depth is what puts the core "under load" (handsha
 
 Like wireguard-go, the UDP port is bound from the start (a random one until ListenPort is
 set), traffic flows only while the interface is up, and taking it down forgets every session.
+
+The loop knows its TUN device and its UDP bind only through protocols.py: the daemon passes a
+Tun and an opener of UdpSockets, tests the in-memory channel devices of memory.py.
 """
 
 import contextlib
@@ -39,10 +42,10 @@ from typing import TypeVar, cast
 from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
 from wgpy.core.peer import Endpoint
-from wgpy.io.linkwatch import LinkEvents
+from wgpy.io.protocols import Bind, BindOpener, ControlMessage, TunDevice
 from wgpy.io.routewatch import RouteEvents
-from wgpy.io.tun import InterfaceGone, Tun
-from wgpy.io.udp import ControlMessage, UdpSocket, normalize
+from wgpy.io.tun import InterfaceGone
+from wgpy.io.udp import normalize
 from wgpy.io.warm import WARM_INTERVAL, Warmer, keep_warm_window
 
 log = logging.getLogger("wgpy.loop")
@@ -56,17 +59,18 @@ HANDSHAKE_SLICE = 0.0005
 class Tunnel:
     """A running WireGuard interface: TUN + UDP + core. Implements the UAPI DeviceHost."""
 
-    def __init__(self, tun: Tun, device: Device, *, keep_warm: float | None = None,
-                 udp_offload: bool = True) -> None:
-        """`keep_warm`: seconds to keep the path warm after a packet (0: never; None: from
+    def __init__(self, tun: TunDevice, device: Device, open_bind: BindOpener, *,
+                 keep_warm: float | None = None) -> None:
+        """`open_bind(port, fwmark)` opens the UDP bind (now, and again on each port change).
+        `keep_warm`: seconds to keep the path warm after a packet (0: never; None: from
         WGPY_KEEP_WARM, see warm.py)."""
         self.tun = tun
-        self._udp_offload = udp_offload
+        self._open_bind = open_bind
         self.device = device
         device.defer_handshakes = True
         self._warm_window = keep_warm_window() if keep_warm is None else keep_warm
         self._warmer = Warmer() if self._warm_window > 0 else None
-        self.udp: UdpSocket | None = None
+        self.udp: Bind | None = None
         self._fwmark = 0
         self._up = False
         self._stopping = False
@@ -78,7 +82,7 @@ class Tunnel:
         self._epoll = select.epoll()
         self._epoll.register(tun.fd, select.EPOLLIN)
         self._epoll.register(self._wake, select.EPOLLIN)
-        self._links = LinkEvents(tun.index())
+        self._links = tun.link_events()
         self._epoll.register(self._links.fileno(), select.EPOLLIN)
         self._routes = RouteEvents()  # sticky sources are checked again after a route change
         self._epoll.register(self._routes.fileno(), select.EPOLLIN)
@@ -138,7 +142,7 @@ class Tunnel:
             os.eventfd_write(self._wake, 1)
 
     def _bind(self, port: int) -> None:
-        new = UdpSocket(port, self._fwmark, offload=self._udp_offload)
+        new = self._open_bind(port, self._fwmark)
         if self.udp is not None:
             self._epoll.unregister(self.udp.fileno())
             self.udp.close()
@@ -258,7 +262,7 @@ class Tunnel:
         self._flush_outbox()
         return tunnel_traffic
 
-    def _drain_udp(self, udp: UdpSocket, now: float) -> bool:
+    def _drain_udp(self, udp: Bind, now: float) -> bool:
         """Receive a batch (GRO-coalesced where it can), decrypt each datagram, write to TUN.
         True if a packet went to the TUN: keepalives and handshakes (a 1,000-peer server gets
         dozens a second with nothing flowing) do not keep the path warm."""
@@ -288,6 +292,7 @@ class Tunnel:
                 continue  # interface down: nothing is received
             source = normalize(address)
             length = len(data)
+            authenticated = False
             for offset in range(0, length, segment or 1):
                 datagram = data[offset : offset + segment]
                 received += 1
@@ -296,9 +301,11 @@ class Tunnel:
                     self._receive_control(udp, bytes(datagram), source, pktinfo, now)
                     continue
                 packet = decrypt(datagram, source, now)
-                if packet is not None:
-                    deliver(packet)
-            if pktinfo is not None and self.device.source_authenticated:
+                if packet is not None:  # it authenticated (an empty packet: a keepalive)
+                    authenticated = True
+                    if packet:
+                        deliver(packet)
+            if pktinfo is not None and authenticated:
                 udp.remember_source(source, pktinfo)
         if packets:
             failures = self.tun.write_batch(packets)
@@ -314,25 +321,26 @@ class Tunnel:
         return bool(packets)
 
     def _receive_control(
-        self, udp: UdpSocket, datagram: bytes, source: Endpoint, pktinfo: ControlMessage | None,
+        self, udp: Bind, datagram: bytes, source: Endpoint, pktinfo: ControlMessage | None,
         now: float,
     ) -> None:
         """A handshake message (screened and queued by the core, with the arrival address for
         `_run_handshakes`), a cookie reply or garbage. What the core answers to one that did
         not authenticate (a cookie reply, under load) leaves at once from the address it
         was sent to, as wireguard-go's does, without that address sticking to the sender."""
-        outbox = self.device.outbox
-        queued = len(outbox)
-        self.device.decrypt(datagram, source, now, pktinfo)
-        if pktinfo is None or self.device.source_authenticated or len(outbox) == queued:
+        device = self.device
+        device.decrypt(datagram, source, now, pktinfo)
+        if not device.cookie_replies:
             return
-        for endpoint, reply in outbox[queued:]:
+        for endpoint, reply, arrival in device.take_cookie_replies():
+            if arrival is None:  # (no PKTINFO: the kernel picks the source address)
+                self.udp_send_errors += udp.send_batch([(endpoint, reply)])
+                continue
             try:
-                udp.reply_once(endpoint, reply, pktinfo)
+                udp.reply_once(endpoint, reply, cast(ControlMessage, arrival))
             except OSError as exc:
                 self.udp_send_errors += 1
                 log.debug("reply to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
-        del outbox[queued:]
 
     def _run_handshakes(self) -> None:
         """Finish queued handshakes for up to HANDSHAKE_SLICE seconds; a sender that

@@ -16,6 +16,7 @@ import socket
 import struct
 from collections.abc import Sequence
 
+from wgpy.io.linkwatch import LinkEvents
 from wgpy.io.offload import NO_OFFLOAD, coalesce, strip_read
 
 TUNSETIFF = 0x400454CA
@@ -86,6 +87,10 @@ class Tun:
     def index(self) -> int:
         """The interface index, which netlink link events name it by (linkwatch.py)."""
         return socket.if_nametoindex(self.name)
+
+    def link_events(self) -> LinkEvents:
+        """Changes of this interface (up/down, MTU, deletion) as netlink announces them."""
+        return LinkEvents(self.index())
 
     def mtu(self) -> int | None:
         """The interface MTU, or None if it is not visible from our namespace any more."""

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 
 from wgpy.core.peer import Endpoint
+from wgpy.io.protocols import ControlMessage, Received
 from wgpy.io.routewatch import RouteQuery
 
 log = logging.getLogger("wgpy.udp")
@@ -62,8 +63,6 @@ _V4_MAPPED = bytes(10) + b"\xff\xff"
 _MARK = struct.Struct("=I")
 RECEIVE_BUFFER_BYTES = 65536
 _ANCILLARY = socket.CMSG_SPACE(_GRO_SIZE.size) + socket.CMSG_SPACE(_IN6_PKTINFO.size)
-# A control message as recvmsg returns it and sendmsg takes it: (level, type, data).
-ControlMessage = tuple[int, int, bytes]
 # How a send from a source address that is no longer ours fails (IPv6: EINVAL; IPv4, routed
 # by source: ENETUNREACH).
 _SOURCE_GONE = (errno.EINVAL, errno.EADDRNOTAVAIL, errno.ENETUNREACH)
@@ -432,7 +431,7 @@ class UdpSocket:
                 log.debug("UDP send to %s:%d failed: %s", endpoint[0], endpoint[1], exc)
         return errors
 
-    def receive(self) -> tuple[memoryview, int, tuple, ControlMessage | None] | None:
+    def receive(self) -> Received | None:
         """One receive: (data, segment size, sockaddr, pktinfo), or None when nothing waits.
 
         With GRO the data holds several datagrams of `segment size` each (the last may be
