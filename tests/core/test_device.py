@@ -413,3 +413,16 @@ def test_two_way_session_start_is_exactly_one_handshake():
     assert pair.a.peer.keypairs.current.local_index == pair.b.peer.keypairs.current.remote_index
     assert drops(pair.a) == {} and drops(pair.b) == {}
 
+
+def test_down_and_up_again_handshakes_at_once():
+    """Taking the interface down forgets the sessions; back up, the first packet starts a
+    handshake at once, even within REKEY_TIMEOUT of the last one (wireguard-go's Peer.Start
+    clears lastSentHandshake), instead of waiting for the next packet after it."""
+    pair = Pair()
+    pair.handshake()
+    pair.a.device.set_running(False, pair.now)
+    pair.now += 1
+    pair.a.device.set_running(True, pair.now)
+    pair.send(pair.a, ipv4_packet(pair.a.address, pair.b.address, b"after"))
+    pair.run()
+    assert pair.b.delivered[-1].endswith(b"after")

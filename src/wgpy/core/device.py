@@ -193,7 +193,8 @@ class Device:
 
     def set_running(self, running: bool, now: float) -> None:
         """Interface up or down (wireguard-go's Up/Down): down forgets every session; up
-        sends a keepalive to each peer with a persistent keepalive interval."""
+        may handshake at once (Peer.Start) and sends a keepalive to each peer with a
+        persistent keepalive interval."""
         if running == self.running:
             return
         self.running = running
@@ -201,6 +202,7 @@ class Device:
             self.handshakes.clear()
         for peer in list(self.peers.values()):
             if running:
+                peer.last_sent_handshake = None
                 if peer.persistent_keepalive_interval:
                     self.send_keepalive(peer, now)
             else:
