@@ -12,6 +12,7 @@ on stderr and exit 1, as wg does; never a traceback. Where wg prints a bare C me
 """
 
 import io
+import json
 import logging
 import os
 import stat
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Callable
 
 from wgpy import __version__
+from wgpy.cli import jsonview
 from wgpy.cli.check import cmd_check
 from wgpy.cli.mesh import cmd_mesh
 from wgpy.cli.route import cmd_route
@@ -55,6 +57,7 @@ SUBCOMMANDS = (
 # wg's part stays byte-identical for whoever reads it)
 EXTRAS = (
     ("show <interface> --drops", "Shows why packets were dropped, by named reason (wgpyd only)"),
+    ("show [<interface>] --json", "Shows wg show's fields, peer names and drops as JSON"),
     ("route", "Shows which peer gets a packet for each address, from an interface or a file"),
     ("check", "Reports what in WireGuard configuration files will not work"),
     ("mesh", "Writes a wg-quick configuration file per node of a whole network"),
@@ -156,6 +159,8 @@ def _list() -> list[str] | None:
 
 
 def cmd_show(command: str, args: list[str]) -> int:
+    if "--json" in args:
+        return cmd_show_json(command, [a for a in args if a != "--json"])
     if "--drops" in args:
         return cmd_show_drops([a for a in args if a != "--drops"])
     if len(args) > 2:
@@ -217,6 +222,33 @@ def _show_all(command: str, field: str | None) -> int:
         sys.stdout.flush()
         status = 0
     return status
+
+
+def cmd_show_json(command: str, args: list[str]) -> int:
+    """`wgpy show [IFACE|all|interfaces] --json [--config FILE]`: one JSON document
+    (cli/jsonview.py has the schema); peer names from FILE or the file wgpy-quick used."""
+    config_file = None
+    if "--config" in args:
+        at = args.index("--config")
+        if at + 1 >= len(args):
+            return fail(f"Usage: {program_name()} show [<interface>] --json [--config FILE]")
+        config_file = args[at + 1]
+        del args[at : at + 2]
+    if len(args) > 1:
+        return fail(f"Usage: {program_name()} show [<interface>] --json [--config FILE]")
+    if not args or args[0] in ("all", "interfaces"):
+        names = _list()
+        if names is None:
+            return 1
+    else:
+        names = [args[0]]
+    result, errors = jsonview.collect(names, config_file)
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors and not result["interfaces"] and len(names) == 1:
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def cmd_show_drops(args: list[str]) -> int:

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from wgpy.config.model import DeviceConfig
+from wgpy.config.names import forget_config_file, remember_config_file
 from wgpy.config.parser import ConfigError, bash_words, parse_config, quick_lines
 from wgpy.config.values import MAX_MTU, decimal, unsigned
 from wgpy.config.writer import format_showconf
@@ -279,6 +280,7 @@ def cmd_up(options: Options) -> None:
         order = sorted(prefixes, key=lambda p: (int(p.split("/")[1]), p.encode()), reverse=True)
         add_routes(options, order)
         execute_hooks(options, "postup")
+        remember_config_file(name, options.config_file)  # for peer names in show --json
     except BaseException:
         unset_dns(options)
         remove_firewall(name)
@@ -294,6 +296,7 @@ def cmd_down(options: Options) -> None:
     if options.save_config:
         save_config(options)
     delete_interface(options)
+    forget_config_file(name)
     unset_dns(options)
     remove_firewall(name)
     execute_hooks(options, "postdown")

@@ -1,0 +1,146 @@
+"""`wgpy show --json`: the schema (tests/cli/test_show_json.py pins every key and type), peer
+names from config comments, and the values against the real `wg show dump` of a live wgpyd and
+a live wireguard-go (drops only on wgpyd)."""
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from wgpy.cli.jsonview import SCHEMA_VERSION, document, interface_document
+from wgpy.config.model import AllowedIP, DeviceConfig, Endpoint, PeerConfig
+from wgpy.config.names import peer_names
+from wgpy.core.crypto import public_key
+from wgpy.core.keys import generate_private_key, key_to_base64
+
+from netlab import Namespace, start_wgpyd, start_wireguard_go, unique_name
+
+INTERFACE_KEYS = {"name": str, "public_key": str, "has_private_key": bool, "listen_port": int,
+                  "fwmark": (int, type(None)), "drops": (dict, type(None)), "peers": list}
+PEER_KEYS = {"public_key": str, "name": (str, type(None)), "has_preshared_key": bool,
+             "endpoint": (str, type(None)), "allowed_ips": list, "latest_handshake": int,
+             "transfer_rx": int, "transfer_tx": int,
+             "persistent_keepalive": (int, type(None))}
+
+
+def keypair() -> tuple[str, str]:
+    private = generate_private_key(os.urandom)
+    return key_to_base64(private), key_to_base64(public_key(private))
+
+
+def check_schema(doc: dict) -> None:
+    assert set(doc) == {"schema", "interfaces"} and doc["schema"] == SCHEMA_VERSION
+    for interface in doc["interfaces"]:
+        assert set(interface) == set(INTERFACE_KEYS)
+        for key, kind in INTERFACE_KEYS.items():
+            assert isinstance(interface[key], kind), (key, interface[key])
+        for peer in interface["peers"]:
+            assert set(peer) == set(PEER_KEYS)
+            for key, kind in PEER_KEYS.items():
+                assert isinstance(peer[key], kind), (key, peer[key])
+
+
+def test_peer_names_both_comment_forms_per_section():
+    _, first = keypair()
+    _, second = keypair()
+    _, third = keypair()
+    text = (f"[Interface]\n# Name = not-a-peer\nPrivateKey = {keypair()[0]}\n\n"
+            f"[Peer]\n# Name = phone.example-vpn.dev\nPublicKey = {first}\n\n"
+            f"[Peer]\nPublicKey = {second}\n  #friendly_name=laptop  \n\n"
+            f"[Peer]\nPublicKey = {third}\n\n"
+            "[Peer]\n# Name = keyless\nPublicKey = not-base64\n")
+    names = {key_to_base64(key): name for key, name in peer_names(text).items()}
+    assert names == {first: "phone.example-vpn.dev", second: "laptop"}
+
+
+def test_document_schema_and_no_secrets():
+    private = generate_private_key(os.urandom)
+    psk = os.urandom(32)
+    peer_key = public_key(generate_private_key(os.urandom))
+    device = DeviceConfig(name="wg9", private_key=private, public_key=public_key(private),
+                          listen_port=51820, fwmark=0, peers=[PeerConfig(
+                              public_key=peer_key, preshared_key=psk,
+                              endpoint=Endpoint("192.0.2.1", 51820), persistent_keepalive=25,
+                              allowed_ips=[AllowedIP(ipaddress.ip_address("10.0.0.2"), 32)],
+                              last_handshake_sec=1700000000, rx_bytes=10, tx_bytes=20)])
+    doc = document([interface_document(device, {peer_key: "phone"}, {"replayed": 3})])
+    check_schema(doc)
+    peer = doc["interfaces"][0]["peers"][0]
+    assert peer == {"public_key": key_to_base64(peer_key), "name": "phone",
+                    "has_preshared_key": True, "endpoint": "192.0.2.1:51820",
+                    "allowed_ips": ["10.0.0.2/32"], "latest_handshake": 1700000000,
+                    "transfer_rx": 10, "transfer_tx": 20, "persistent_keepalive": 25}
+    text = json.dumps(doc)
+    for secret in (private, psk):
+        assert key_to_base64(secret) not in text and secret.hex() not in text
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("implementation", ["wgpyd", "wireguard-go"])
+def test_show_json_matches_wg_dump(wireguard_go, implementation):
+    iface = unique_name("wj", max_len=15)
+    private, _ = keypair()
+    _, peer_a = keypair()
+    _, peer_b = keypair()
+    config = (f"[Interface]\nPrivateKey = {private}\nListenPort = 0\n\n"
+              f"[Peer]\n# Name = phone\nPublicKey = {peer_a}\n"
+              "AllowedIPs = 10.94.0.2/32, fd94::2/128\n"
+              "Endpoint = 192.0.2.7:51820\nPersistentKeepalive = 25\n\n"
+              f"[Peer]\nPublicKey = {peer_b}\nAllowedIPs = 10.94.1.0/24\n")
+    start = start_wgpyd if implementation == "wgpyd" else start_wireguard_go
+    with tempfile.TemporaryDirectory() as directory, Namespace(unique_name("wgpyjson-")) as ns, \
+            start(ns, iface):
+        path = os.path.join(directory, f"{iface}.conf")
+        with open(path, "w") as handle:
+            handle.write(config)
+        ns.run("wg", "setconf", iface, path)
+        output = ns.run(sys.executable, "-m", "wgpy.cli.main", "show", iface, "--json",
+                        "--config", path).stdout
+        dump = ns.run("wg", "show", iface, "dump").stdout.splitlines()
+    doc = json.loads(output)
+    check_schema(doc)
+    (interface,) = doc["interfaces"]
+    _, public, port, fwmark = dump[0].split("\t")
+    assert (interface["name"], interface["public_key"], interface["listen_port"]) == \
+        (iface, public, int(port))
+    assert interface["fwmark"] == (None if fwmark == "off" else int(fwmark, 0))
+    assert (interface["drops"] is not None) == (implementation == "wgpyd")
+    if implementation == "wgpyd":
+        assert "replayed" in interface["drops"]
+    by_key = {peer["public_key"]: peer for peer in interface["peers"]}
+    for line in dump[1:]:
+        key, psk, endpoint, allowed, handshake, rx, tx, keepalive = line.split("\t")
+        peer = by_key[key]
+        assert peer["endpoint"] == (None if endpoint == "(none)" else endpoint)
+        assert ",".join(peer["allowed_ips"]) == allowed
+        assert (peer["latest_handshake"], peer["transfer_rx"], peer["transfer_tx"]) == \
+            (int(handshake), int(rx), int(tx))
+        assert peer["persistent_keepalive"] == (None if keepalive == "off" else int(keepalive))
+        assert peer["has_preshared_key"] == (psk != "(none)")
+    assert by_key[peer_a]["name"] == "phone" and by_key[peer_b]["name"] is None
+
+
+def test_show_json_unknown_interface_fails():
+    result = subprocess.run([sys.executable, "-m", "wgpy.cli.main", "show", "wgpy-no-such",
+                             "--json"], capture_output=True, text=True,
+                            env={**os.environ, "WG_SOCKET_DIR": tempfile.gettempdir()})
+    assert result.returncode == 1 and "Unable to access interface" in result.stderr
+
+
+def test_remembered_config_file_gives_names(tmp_path, monkeypatch):
+    from wgpy.config import names
+
+    monkeypatch.setenv(names.STATE_DIR_ENV, str(tmp_path / "state"))
+    _, peer = keypair()
+    config = tmp_path / "wgx.conf"
+    config.write_text(f"[Peer]\n# friendly_name = router\nPublicKey = {peer}\n")
+    assert names.interface_peer_names("wgx") == {}
+    names.remember_config_file("wgx", str(config))
+    assert {key_to_base64(k): v for k, v in names.interface_peer_names("wgx").items()} == \
+        {peer: "router"}
+    names.forget_config_file("wgx")
+    assert names.remembered_config_file("wgx") is None
