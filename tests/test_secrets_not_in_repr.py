@@ -137,7 +137,7 @@ NO_SECRETS = {
     "wgpy.config.model.Endpoint", "wgpy.config.model.AllowedIP",  # addresses
     "wgpy.config.model.QuickConfig",  # wg-quick's extras: addresses, DNS, hooks
     "wgpy.cli.check.Finding",  # a message about a file line
-    "wgpy.uapi.framing.Get", "wgpy.uapi.framing.Reply",  # no fields / an errno reply
+    "wgpy.uapi.framing.Get", "wgpy.uapi.framing.Reply",  # get or wgpy_get / an errno reply
     "wgpy.io.udp._Source",  # a sticky source address: control messages, interface index
     # set operations without a key: flags, an endpoint, an interval, a prefix
     *(f"wgpy.uapi.protocol.{name}" for name in (
