@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=""
-    for pkg in wireguard-go wireguard-tools iperf3 iproute2 iputils-ping nftables systemd; do
+    for pkg in wireguard-go wireguard-tools iperf3 iproute2 iputils-ping nftables systemd zbar-tools; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
     done
     if [ -n "$need" ]; then
@@ -16,4 +16,4 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 else
     echo "install.sh: not root; skipping Debian packages (wireguard-go, wireguard-tools, iperf3, ...)" >&2
 fi
-python3 -m pip install -q -e '.[test]'
+python3 -m pip install -q -e '.[test,web]'

@@ -23,6 +23,7 @@ from wgpy import __version__
 from wgpy.cli import jsonview
 from wgpy.cli.check import cmd_check
 from wgpy.cli.mesh import cmd_mesh
+from wgpy.cli.qr import cmd_qr
 from wgpy.cli.route import cmd_route
 from wgpy.cli.show import FIELDS, pretty, show_field
 from wgpy.cli.sync import add_removals
@@ -61,6 +62,7 @@ EXTRAS = (
     ("route", "Shows which peer gets a packet for each address, from an interface or a file"),
     ("check", "Reports what in WireGuard configuration files will not work"),
     ("mesh", "Writes a wg-quick configuration file per node of a whole network"),
+    ("qr", "Shows a wg-quick file as a QR code for the WireGuard mobile apps"),
 )
 SET_USAGE = ("<interface> [listen-port <port>] [fwmark <mark>] [private-key <file path>] "
              "[peer <base64 public key> [remove] [preshared-key <file path>] "
@@ -334,6 +336,7 @@ HANDLERS: dict[str, Callable[[str, list[str]], int]] = {
     "route": lambda _command, args: cmd_route(program_name(), args),
     "check": lambda _command, args: cmd_check(program_name(), args),
     "mesh": lambda _command, args: cmd_mesh(program_name(), args),
+    "qr": lambda _command, args: cmd_qr(program_name(), args),
 }
 
 

@@ -21,6 +21,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from wgpy.cli.qr import config_text, segno_module, write_png
 from wgpy.config.values import unsigned
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
@@ -165,6 +166,9 @@ def _arguments(prog: str) -> argparse.ArgumentParser:
                         help="PersistentKeepalive from nodes behind NATs (0: none)")
     parser.add_argument("--psk", action="store_true", help="a preshared key per pair")
     parser.add_argument("--hub", help="the reachable node that relays for nodes behind NATs")
+    parser.add_argument("--qr", action="append", default=[], metavar="NAME",
+                        help="also NAME.png, a QR code of NAME's file for the mobile apps "
+                             "(repeatable)")
     return parser
 
 
@@ -179,6 +183,16 @@ def cmd_mesh(prog: str, args: list[str]) -> int:
     except ValueError as exc:
         print(f"{prog} mesh: {exc}", file=sys.stderr)
         return 1
+    unknown = sorted(set(options.qr) - {node.name for node in mesh.nodes})
+    if unknown:
+        print(f"{prog} mesh: --qr {', '.join(unknown)}: no such node", file=sys.stderr)
+        return 1
+    if options.qr:
+        try:
+            segno_module()
+        except RuntimeError as exc:
+            print(f"{prog} mesh: {exc}", file=sys.stderr)
+            return 1
     paths = [os.path.join(options.output, f"{node.name}.conf") for node in mesh.nodes]
     existing = [path for path in paths if os.path.exists(path)]
     if existing:
@@ -191,6 +205,10 @@ def cmd_mesh(prog: str, args: list[str]) -> int:
             handle.write(render(mesh, node))
         where = node.endpoint or "behind NAT"
         print(f"{path}: {node.name} {node.address} ({where})")
+        if node.name in options.qr:
+            png = os.path.join(options.output, f"{node.name}.png")
+            write_png(config_text(path), png)
+            print(f"{png}: {node.name} as a QR code (WireGuard app: Create from QR code)")
     for a, b in mesh.unconnected:
         print(f"{prog} mesh: {a} and {b} are both behind NATs and cannot reach each other "
               "without a relay (--hub NAME)", file=sys.stderr)
