@@ -62,11 +62,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", default="20M", help="iperf3 -b for the TCP stream")
     parser.add_argument("--churn", type=int, default=200, help="peers added and removed")
     parser.add_argument("--smoke", action="store_true",
-                        help="20 s, a disturbance every 2 s, 50-peer churn (for CI)")
+                        help="15 s, a disturbance every 2 s, 50-peer churn (for CI)")
     parser.add_argument("--out", default=machine.RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.smoke:
-        args.minutes, args.period, args.sample, args.churn = 1 / 3, 2, 0.5, 50
+        args.minutes, args.period, args.sample, args.churn = 0.25, 2, 0.5, 50
     return args
 
 

@@ -34,7 +34,8 @@ def test_soak_smoke(wireguard_go, tmp_path):
     actions = {event["action"] for event in data["events"]}
     assert actions == {"roam-a", "roam-b", "rekey-a", "rekey-b", "churn"}, data["events"]
     assert data["verdict"]["wgpyd"]["flat"], data["verdict"]["wgpyd"]
-    assert data["traffic_runs"]["ok"] >= 1, data["traffic_runs"]
+    # traffic moved (the tx counter restarts whenever rekey-a re-adds the peer)
+    assert max(sample["tx_bytes_a"] for sample in data["samples"]) > 1_000_000
     assert len(data["samples"]) >= 20
 
 
