@@ -24,6 +24,7 @@ pytestmark = pytest.mark.root
 
 QUICK = "wgpy-quick@.service"
 DAEMON = "wgpyd@.service"
+RERESOLVE = "wgpy-reresolve@.service"
 
 
 def unit_commands(text: str, instance: str) -> dict[str, list[str]]:
@@ -50,7 +51,7 @@ def unit_dir(root_netns: None):
             [sys.executable, "-m", "wgpy.quick.main", "install-units", directory],
             capture_output=True, text=True, check=True,
         )
-        assert sorted(os.listdir(directory)) == sorted([QUICK, DAEMON]), result.stderr
+        assert sorted(os.listdir(directory)) == sorted([QUICK, DAEMON, RERESOLVE]), result.stderr
         yield directory
 
 
@@ -61,7 +62,7 @@ def read(directory: str, name: str) -> str:
 
 def test_install_units_names_the_installed_commands(tmp_path):
     written = units.install_units(str(tmp_path), bindir="/opt/wgpy/bin")
-    assert sorted(os.path.basename(path) for path in written) == sorted([QUICK, DAEMON])
+    assert sorted(os.path.basename(path) for path in written) == sorted([QUICK, DAEMON, RERESOLVE])
     quick = unit_commands(read(str(tmp_path), QUICK), "wg7")
     assert quick["ExecStart"] == ["/opt/wgpy/bin/wgpy-quick", "up", "wg7"]
     assert quick["ExecStop"] == ["/opt/wgpy/bin/wgpy-quick", "down", "wg7"]
@@ -69,9 +70,12 @@ def test_install_units_names_the_installed_commands(tmp_path):
     assert "/opt/wgpy/bin/wgpy syncconf wg7" in quick["ExecReload"][2]
     daemon = unit_commands(read(str(tmp_path), DAEMON), "wg7")
     assert daemon["ExecStart"] == ["/opt/wgpy/bin/wgpyd", "-f", "wg7"]
+    reresolve = unit_commands(read(str(tmp_path), RERESOLVE), "wg7")
+    assert reresolve["ExecStart"] == ["/opt/wgpy/bin/wgpy", "reresolve", "wg7", "--interval",
+                                      "30"]
 
 
-@pytest.mark.parametrize("name", [QUICK, DAEMON])
+@pytest.mark.parametrize("name", [QUICK, DAEMON, RERESOLVE])
 def test_systemd_analyze_verify_finds_nothing(unit_dir, name):
     result = subprocess.run(["systemd-analyze", "verify", os.path.join(unit_dir, name)],
                             capture_output=True, text=True)

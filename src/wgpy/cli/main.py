@@ -24,6 +24,7 @@ from wgpy.cli import jsonview
 from wgpy.cli.check import cmd_check
 from wgpy.cli.mesh import cmd_mesh
 from wgpy.cli.qr import cmd_qr
+from wgpy.cli.reresolve import cmd_reresolve
 from wgpy.cli.route import cmd_route
 from wgpy.cli.show import FIELDS, pretty, show_field
 from wgpy.cli.sync import add_removals
@@ -63,6 +64,7 @@ EXTRAS = (
     ("check", "Reports what in WireGuard configuration files will not work"),
     ("mesh", "Writes a wg-quick configuration file per node of a whole network"),
     ("qr", "Shows a wg-quick file as a QR code for the WireGuard mobile apps"),
+    ("reresolve", "Resolves endpoint hostnames again for peers whose handshakes stalled"),
 )
 SET_USAGE = ("<interface> [listen-port <port>] [fwmark <mark>] [private-key <file path>] "
              "[peer <base64 public key> [remove] [preshared-key <file path>] "
@@ -337,6 +339,7 @@ HANDLERS: dict[str, Callable[[str, list[str]], int]] = {
     "check": lambda _command, args: cmd_check(program_name(), args),
     "mesh": lambda _command, args: cmd_mesh(program_name(), args),
     "qr": lambda _command, args: cmd_qr(program_name(), args),
+    "reresolve": lambda _command, args: cmd_reresolve(program_name(), args),
 }
 
 

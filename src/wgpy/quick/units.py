@@ -1,5 +1,7 @@
-"""systemd units for wgpy: `wgpy-quick@.service` (as wireguard-tools' wg-quick@.service) and
-`wgpyd@.service` (a bare device, configured by something else over UAPI).
+"""systemd units for wgpy: `wgpy-quick@.service` (as wireguard-tools' wg-quick@.service),
+`wgpyd@.service` (a bare device, configured by something else over UAPI) and
+`wgpy-reresolve@.service` (endpoint hostnames of a wgpy-quick interface resolved again when a
+peer's handshakes stall: `wgpy reresolve`, cli/reresolve.py).
 
 The units name the installed commands by absolute path, found where pip put this
 interpreter's scripts: systemd's PATH does not include a virtualenv or pyenv, and a unit that
@@ -51,7 +53,26 @@ Restart=on-failure
 WantedBy=multi-user.target
 """
 
-UNITS = {"wgpy-quick@.service": QUICK_UNIT, "wgpyd@.service": DAEMON_UNIT}
+# Started and stopped with the wgpy-quick unit of the same interface (enabled, it is wanted by
+# it); every 30 s, as wireguard-tools' reresolve-dns timer, it looks only at peers whose
+# handshakes have stalled, so a working tunnel costs no DNS query.
+RERESOLVE_UNIT = """\
+[Unit]
+Description=WireGuard (wgpy) endpoint hostnames re-resolved for %I
+After=wgpy-quick@%i.service
+BindsTo=wgpy-quick@%i.service
+Documentation=https://www.wireguard.com/
+
+[Service]
+ExecStart={bindir}/wgpy reresolve %i --interval 30
+Restart=on-failure
+
+[Install]
+WantedBy=wgpy-quick@%i.service
+"""
+
+UNITS = {"wgpy-quick@.service": QUICK_UNIT, "wgpyd@.service": DAEMON_UNIT,
+         "wgpy-reresolve@.service": RERESOLVE_UNIT}
 
 
 def scripts_dir() -> str:
