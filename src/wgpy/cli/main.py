@@ -26,6 +26,7 @@ from wgpy.cli.mesh import cmd_mesh
 from wgpy.cli.qr import cmd_qr
 from wgpy.cli.reresolve import cmd_reresolve
 from wgpy.cli.route import cmd_route
+from wgpy.cli.serve import cmd_serve
 from wgpy.cli.show import FIELDS, pretty, show_field
 from wgpy.cli.sync import add_removals
 from wgpy.config.model import DeviceConfig
@@ -65,6 +66,7 @@ EXTRAS = (
     ("mesh", "Writes a wg-quick configuration file per node of a whole network"),
     ("qr", "Shows a wg-quick file as a QR code for the WireGuard mobile apps"),
     ("reresolve", "Resolves endpoint hostnames again for peers whose handshakes stalled"),
+    ("serve", "Serves a live status page, Prometheus /metrics and /json (read-only)"),
 )
 SET_USAGE = ("<interface> [listen-port <port>] [fwmark <mark>] [private-key <file path>] "
              "[peer <base64 public key> [remove] [preshared-key <file path>] "
@@ -340,6 +342,7 @@ HANDLERS: dict[str, Callable[[str, list[str]], int]] = {
     "mesh": lambda _command, args: cmd_mesh(program_name(), args),
     "qr": lambda _command, args: cmd_qr(program_name(), args),
     "reresolve": lambda _command, args: cmd_reresolve(program_name(), args),
+    "serve": lambda _command, args: cmd_serve(program_name(), args),
 }
 
 
