@@ -11,7 +11,12 @@ import tempfile
 
 import pytest
 
-from wgpy.cli.jsonview import SCHEMA_VERSION, document, interface_document
+from wgpy.cli.jsonview import (
+    SCHEMA_VERSION,
+    configured_allowed_ips,
+    document,
+    interface_document,
+)
 from wgpy.config.model import AllowedIP, DeviceConfig, Endpoint, PeerConfig
 from wgpy.config.names import peer_names
 from wgpy.core.crypto import public_key
@@ -24,7 +29,8 @@ INTERFACE_KEYS = {"name": str, "public_key": str, "has_private_key": bool, "list
 PEER_KEYS = {"public_key": str, "name": (str, type(None)), "has_preshared_key": bool,
              "endpoint": (str, type(None)), "allowed_ips": list, "latest_handshake": int,
              "transfer_rx": int, "transfer_tx": int,
-             "persistent_keepalive": (int, type(None))}
+             "persistent_keepalive": (int, type(None)), "path": str,
+             "via": (str, type(None))}
 
 
 def keypair() -> tuple[str, str]:
@@ -73,10 +79,36 @@ def test_document_schema_and_no_secrets():
     assert peer == {"public_key": key_to_base64(peer_key), "name": "phone",
                     "has_preshared_key": True, "endpoint": "192.0.2.1:51820",
                     "allowed_ips": ["10.0.0.2/32"], "latest_handshake": 1700000000,
-                    "transfer_rx": 10, "transfer_tx": 20, "persistent_keepalive": 25}
+                    "transfer_rx": 10, "transfer_tx": 20, "persistent_keepalive": 25,
+                    "path": "direct", "via": None}
     text = json.dumps(doc)
     for secret in (private, psk):
         assert key_to_base64(secret) not in text and secret.hex() not in text
+
+
+def test_path_says_direct_relayed_or_unrouted():
+    """A hub's catch-all carries a spoke's address once the spoke's own entry lost it (the
+    file still says the address is the spoke's); a peer with no prefix anywhere is unrouted."""
+    hub, spoke, moved, lost = (public_key(generate_private_key(os.urandom)) for _ in range(4))
+
+    def allowed(text: str) -> list[AllowedIP]:
+        address, _, cidr = text.partition("/")
+        return [AllowedIP(ipaddress.ip_address(address), int(cidr))]
+
+    private = generate_private_key(os.urandom)
+    device = DeviceConfig(name="wg9", private_key=private, public_key=public_key(private),
+                          listen_port=51820, peers=[
+        PeerConfig(public_key=hub, allowed_ips=allowed("10.0.0.0/24")),
+        PeerConfig(public_key=spoke, allowed_ips=allowed("10.0.0.4/32")),
+        PeerConfig(public_key=moved),
+        PeerConfig(public_key=lost)])
+    file = (f"[Peer]\nPublicKey = {key_to_base64(hub)}\nAllowedIPs = 10.0.0.0/24\n"
+            f"[Peer]\nPublicKey = {key_to_base64(moved)}\nAllowedIPs = 10.0.0.3/32, fd::3/128\n")
+    doc = document([interface_document(device, {}, None, configured_allowed_ips(file))])
+    check_schema(doc)
+    paths = [(peer["path"], peer["via"]) for peer in doc["interfaces"][0]["peers"]]
+    assert paths == [("direct", None), ("direct", None), ("relayed", key_to_base64(hub)),
+                     ("unrouted", None)]
 
 
 @pytest.mark.root
@@ -101,6 +133,10 @@ def test_show_json_matches_wg_dump(wireguard_go, implementation):
         output = ns.run(sys.executable, "-m", "wgpy.cli.main", "show", iface, "--json",
                         "--config", path).stdout
         dump = ns.run("wg", "show", iface, "dump").stdout.splitlines()
+        # the last claim wins: peer B takes A's address, so A's traffic now goes through B
+        ns.run("wg", "set", iface, "peer", peer_b, "allowed-ips", "10.94.1.0/24,10.94.0.2/32")
+        moved = json.loads(ns.run(sys.executable, "-m", "wgpy.cli.main", "show", iface,
+                                  "--json", "--config", path).stdout)
     doc = json.loads(output)
     check_schema(doc)
     (interface,) = doc["interfaces"]
@@ -122,6 +158,10 @@ def test_show_json_matches_wg_dump(wireguard_go, implementation):
         assert peer["persistent_keepalive"] == (None if keepalive == "off" else int(keepalive))
         assert peer["has_preshared_key"] == (psk != "(none)")
     assert by_key[peer_a]["name"] == "phone" and by_key[peer_b]["name"] is None
+    assert [(peer["path"], peer["via"]) for peer in interface["peers"]] == [("direct", None)] * 2
+    moved_paths = {peer["public_key"]: (peer["path"], peer["via"])
+                   for peer in moved["interfaces"][0]["peers"]}
+    assert moved_paths == {peer_a: ("relayed", peer_b), peer_b: ("direct", None)}
 
 
 def test_show_json_unknown_interface_fails():

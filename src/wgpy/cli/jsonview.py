@@ -12,23 +12,84 @@ The schema is stable (SCHEMA_VERSION; README "wgpy show --json"): keys are only 
                                 "allowed_ips": ["10.0.0.2/32", ...],
                                 "latest_handshake": epoch seconds (0: never),
                                 "transfer_rx": bytes, "transfer_tx": bytes,
-                                "persistent_keepalive": seconds | null}]}]}
+                                "persistent_keepalive": seconds | null,
+                                "path": "direct" | "relayed" | "unrouted",   (schema 2)
+                                "via": "base64" | null}]}]}                  (schema 2)
+
+`path` says where traffic for the peer goes now: the live AllowedIPs table is asked which peer
+gets a packet for the peer's first address (its first AllowedIPs entry in the configuration
+file, else its first live one): the peer itself ("direct"), another peer ("relayed": `via`
+names it, typically the hub of a `wgpy mesh --hub` network whose catch-all carries the
+prefix once the peer's own entry lost it), or none ("unrouted": no entry anywhere). The file
+is the one given with --config or the one wgpy-quick remembered (config/names.py).
 
 Keys are never printed in full secret form: private and preshared keys only say whether they
 are set, as `wg show` says "(hidden)".
 """
 
+import contextlib
 from typing import Any
 
-from wgpy.config.model import DeviceConfig, PeerConfig
-from wgpy.config.names import interface_peer_names
-from wgpy.core.keys import key_to_base64
+from wgpy.cli.route import routing_table
+from wgpy.config.model import AllowedIP, DeviceConfig, PeerConfig
+from wgpy.config.names import interface_peer_names, remembered_config_file
+from wgpy.config.parser import classify
+from wgpy.config.values import ConfigError, parse_allowed_ips
+from wgpy.core.keys import KeyFormatError, key_from_base64, key_to_base64
 from wgpy.uapi.client import get_device, get_drops
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
-def _peer(peer: PeerConfig, names: dict[bytes, str]) -> dict[str, Any]:
+def configured_allowed_ips(text: str) -> dict[bytes, list[AllowedIP]]:
+    """Public key -> AllowedIPs as a wg or wg-quick file gives them (nothing resolved: a
+    JSON view must not wait on DNS for Endpoint names); unreadable entries are skipped."""
+    found: dict[bytes, list[AllowedIP]] = {}
+    key: bytes | None = None
+    allowed: list[AllowedIP] = []
+    for line in [*classify(text, quick=True), None]:
+        if line is None or line.kind in ("interface", "peer"):
+            if key is not None:
+                found[key] = allowed
+            key, allowed = None, []
+        elif line.kind == "wg" and line.key.lower() == "publickey":
+            with contextlib.suppress(KeyFormatError):
+                key = key_from_base64(line.value)
+        elif line.kind == "wg" and line.key.lower() == "allowedips":
+            with contextlib.suppress(ConfigError):
+                allowed.extend(parse_allowed_ips(line.value))
+    return found
+
+
+def _read_configured(path: str | None) -> dict[bytes, list[AllowedIP]]:
+    if path is None:
+        return {}
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            return configured_allowed_ips(handle.read())
+    except OSError:
+        return {}
+
+
+def _paths(device: DeviceConfig, configured: dict[bytes, list[AllowedIP]]
+           ) -> list[tuple[str, str | None]]:
+    """(path, via) per peer of `device` (module docstring)."""
+    table = routing_table(device)
+    answers: list[tuple[str, str | None]] = []
+    for index, peer in enumerate(device.peers):
+        prefixes = configured.get(peer.public_key) or peer.allowed_ips
+        owner = table.lookup(prefixes[0].network.network_address.packed) if prefixes else None
+        if owner is None:
+            answers.append(("unrouted", None))
+        elif owner[0] == index:
+            answers.append(("direct", None))
+        else:
+            answers.append(("relayed", key_to_base64(device.peers[owner[0]].public_key)))
+    return answers
+
+
+def _peer(peer: PeerConfig, names: dict[bytes, str],
+          path: tuple[str, str | None]) -> dict[str, Any]:
     return {
         "public_key": key_to_base64(peer.public_key),
         "name": names.get(peer.public_key),
@@ -39,13 +100,19 @@ def _peer(peer: PeerConfig, names: dict[bytes, str]) -> dict[str, Any]:
         "transfer_rx": peer.rx_bytes,
         "transfer_tx": peer.tx_bytes,
         "persistent_keepalive": peer.persistent_keepalive or None,
+        "path": path[0],
+        "via": path[1],
     }
 
 
 def interface_document(device: DeviceConfig, names: dict[bytes, str],
-                       drops: dict[str, int] | None) -> dict[str, Any]:
+                       drops: dict[str, int] | None,
+                       configured: dict[bytes, list[AllowedIP]] | None = None
+                       ) -> dict[str, Any]:
     """One interface of the document; `names` from config.names, `drops` None when the
-    device keeps no drop counters (wireguard-go)."""
+    device keeps no drop counters (wireguard-go), `configured` the AllowedIPs its file
+    gives each peer (configured_allowed_ips)."""
+    paths = _paths(device, configured or {})
     return {
         "name": device.name,
         "public_key": key_to_base64(device.public_key) if device.public_key else None,
@@ -53,7 +120,8 @@ def interface_document(device: DeviceConfig, names: dict[bytes, str],
         "listen_port": device.listen_port,
         "fwmark": device.fwmark or None,
         "drops": drops,
-        "peers": [_peer(peer, names) for peer in device.peers],
+        "peers": [_peer(peer, names, path) for peer, path in zip(device.peers, paths,
+                                                                  strict=True)],
     }
 
 
@@ -77,6 +145,7 @@ def collect(names: list[str], config_file: str | None = None) -> tuple[dict[str,
             drops: dict[str, int] | None = get_drops(name)
         except OSError:  # not wgpyd (NoDropCountersError), or gone since the get
             drops = None
+        path = config_file or remembered_config_file(name)
         interfaces.append(interface_document(device, interface_peer_names(name, config_file),
-                                             drops))
+                                             drops, _read_configured(path)))
     return document(interfaces), errors
