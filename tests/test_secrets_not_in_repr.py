@@ -140,6 +140,7 @@ NO_SECRETS = {
     "wgpy.uapi.framing.Get", "wgpy.uapi.framing.Reply",  # get or wgpy_get / an errno reply
     "wgpy.io.udp._Source",  # a sticky source address: control messages, interface index
     "wgpy.cli.reresolve.NamedEndpoint",  # a peer's public key and its endpoint hostname
+    "wgpy.core.events.PeerEvent",  # what happened, a peer's public key, an endpoint
     # set operations without a key: flags, an endpoint, an interval, a prefix
     *(f"wgpy.uapi.protocol.{name}" for name in (
         "UpdateOnly", "RemovePeer", "ReplaceAllowedIPs", "ReplacePeers", "SetEndpoint",

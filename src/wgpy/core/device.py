@@ -52,6 +52,7 @@ from wgpy.core.constants import (
 from wgpy.core.cookie import CookieChecker
 from wgpy.core.crypto import aead_nonce
 from wgpy.core.drops import Drop, new_counters
+from wgpy.core.events import PeerEvent, PeerEventKind, endpoint_text, new_event_log
 from wgpy.core.handshakequeue import HandshakeQueue
 from wgpy.core.icmp import UnreachableReporter
 from wgpy.core.indextable import IndexTable
@@ -128,6 +129,7 @@ class Device:
         self.tun_outbox: list[bytes] = []
         self._unreachable = UnreachableReporter()
         self.drops = new_counters()
+        self.events = new_event_log()  # for the shell's log (events.py); take_events()
         # Like a wireguard-go device that is down: nothing is sent and no timer runs.
         self.running = True
         # Handshakes that passed the cheap checks; their depth decides "under load".
@@ -395,7 +397,7 @@ class Device:
 
         peer = keypair.peer
         if peer.endpoint != source:
-            peer.endpoint = source
+            self._move_endpoint(peer, source)
         keypairs = peer.keypairs
         if keypair is keypairs.next:
             self._confirm_keypair(peer, keypair, now)
@@ -509,7 +511,7 @@ class Device:
         except noise.InitiationRejected as rejected:
             self.drops[rejected.reason] += 1
             return False
-        peer.endpoint = source
+        self._move_endpoint(peer, source)
         peer.rx_bytes += len(message)
         any_authenticated_packet_traversal(self.timers, peer, now)
         any_authenticated_packet_received(peer)
@@ -550,8 +552,11 @@ class Device:
         assert self.identity is not None
         if not noise.consume_response(self.identity, handshake, message):
             self.drops[Drop.HANDSHAKE_FAILED] += 1
+            self.events.append(PeerEvent(
+                PeerEventKind.HANDSHAKE_FAILED, peer.public_key,
+                "the response did not authenticate (preshared keys differ?)"))
             return False
-        peer.endpoint = source
+        self._move_endpoint(peer, source)
         peer.rx_bytes += len(message)
         any_authenticated_packet_traversal(self.timers, peer, now)
         any_authenticated_packet_received(peer)
@@ -614,6 +619,15 @@ class Device:
         for dropped in peer.keypairs.install(keypair):
             self._release_keypair(dropped)
         session_derived(self.timers, peer, now)
+        self.events.append(PeerEvent(PeerEventKind.HANDSHAKE_COMPLETED, peer.public_key))
+
+    def _move_endpoint(self, peer: Peer, source: Endpoint) -> None:
+        """An authenticated packet came from `source`: roam there (and say so if it moved)."""
+        if peer.endpoint != source:
+            self.events.append(PeerEvent(
+                PeerEventKind.ENDPOINT_CHANGED, peer.public_key,
+                f"{endpoint_text(peer.endpoint)} -> {endpoint_text(source)}"))
+            peer.endpoint = source
 
     def _release_keypair(self, keypair: Keypair) -> None:
         if self.index_table.entries.get(keypair.local_index) is keypair:
@@ -658,6 +672,12 @@ class Device:
     def take_cookie_replies(self) -> list[tuple[Endpoint, bytes, object]]:
         """The cookie replies made since the last call, each with its message's context."""
         out, self.cookie_replies = self.cookie_replies, []
+        return out
+
+    def take_events(self) -> list[PeerEvent]:
+        """What happened to peers since the last call (events.py), oldest first."""
+        out = list(self.events)
+        self.events.clear()
         return out
 
     def take_tun_outbox(self) -> list[bytes]:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections import deque
 from collections.abc import Callable, Iterator
 from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol
@@ -52,6 +53,7 @@ from wgpy.core.constants import (
     REKEY_TIMEOUT_JITTER_MAX,
 )
 from wgpy.core.drops import Drop
+from wgpy.core.events import PeerEvent, PeerEventKind
 
 if TYPE_CHECKING:
     from wgpy.core.peer import Peer
@@ -218,6 +220,7 @@ class TimerHost(Protocol):
 
     timers: TimerQueue
     drops: dict[str, int]
+    events: deque[PeerEvent]
 
     def send_initiation(self, peer: Peer, now: float, *, is_retry: bool = False) -> None: ...
 
@@ -233,6 +236,8 @@ def expired_retransmit_handshake(host: TimerHost, peer: Peer, now: float) -> Non
         timers = peer.timers
         timers.cancel(_SEND_KEEPALIVE)
         host.drops[Drop.HANDSHAKE_TIMEOUT] += sum(1 for packet in peer.staged if packet)
+        host.events.append(PeerEvent(PeerEventKind.HANDSHAKE_GAVE_UP, peer.public_key,
+                                     f"after {MAX_TIMER_HANDSHAKES + 2} attempts"))  # (kernel's)
         peer.staged.clear()
         if not timers.pending(_ZERO_KEY_MATERIAL):
             host.timers.arm(timers, _ZERO_KEY_MATERIAL, now + ZERO_KEY_MATERIAL_AFTER)

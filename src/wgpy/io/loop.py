@@ -41,6 +41,7 @@ from typing import TypeVar, cast
 
 from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
+from wgpy.core.keys import key_to_base64
 from wgpy.core.peer import Endpoint
 from wgpy.io.protocols import Bind, BindOpener, ControlMessage, TunDevice
 from wgpy.io.routewatch import RouteEvents
@@ -54,6 +55,13 @@ T = TypeVar("T")
 BATCH = 128
 # Seconds of queued handshakes finished per wake-up, after its packets (at least one each).
 HANDSHAKE_SLICE = 0.0005
+
+
+def peer_label(public_key: bytes) -> str:
+    """A peer as wireguard-go names it in logs: peer(AbCd…WxYz), the ends of its public key
+    (public, and enough to tell peers apart)."""
+    text = key_to_base64(public_key)
+    return f"peer({text[:4]}…{text[39:43]})"
 
 
 class Tunnel:
@@ -210,6 +218,8 @@ class Tunnel:
                 if deadline is not None and deadline <= now:
                     self.device.tick(now)
                 self._flush_outbox()
+                if self.device.events:
+                    self._log_events()
         except InterfaceGone:
             log.info("interface %s was deleted; shutting down", self.tun.name)
         finally:
@@ -362,6 +372,11 @@ class Tunnel:
             if time.monotonic() >= stop_at:
                 break
         self._flush_outbox()
+
+    def _log_events(self) -> None:
+        """Handshakes completed, failed or given up, endpoints moved: one info line each."""
+        for kind, public_key, detail in self.device.take_events():
+            log.info("%s: %s%s", peer_label(public_key), kind, f" ({detail})" if detail else "")
 
     def _flush_outbox(self) -> None:
         if not self.device.outbox:
