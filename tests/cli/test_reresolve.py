@@ -1,12 +1,13 @@
 """Which peers `wgpy reresolve` looks after: those whose Endpoint in the file is a hostname
-(with the peer's name from its comment); addresses, IPv4 or IPv6, are left alone. And its
-command line: a clear error, never a traceback."""
+(with the peer's name from its comment), or that `wgpy set` was given by name; addresses,
+IPv4 or IPv6, are left alone. And its command line: a clear error, never a traceback."""
 
 import os
 import subprocess
 import sys
 
-from wgpy.cli.reresolve import named_endpoints
+from wgpy.cli.reresolve import is_hostname_endpoint, named_endpoints
+from wgpy.config.names import remember_set_endpoints, remembered_endpoint_names
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
 
@@ -41,4 +42,24 @@ def test_command_line_errors_are_plain(tmp_path):
     assert result.returncode == 1 and "not a number" in result.stderr
     env = dict(os.environ, WGPY_STATE_DIR=str(tmp_path))
     result = _run("wgpy-nothing0", env=env)
-    assert result.returncode == 1 and "give one with --config" in result.stderr
+    assert result.returncode == 1 and "give a file with --config" in result.stderr
+
+
+def test_set_remembers_names_and_forgets_them(tmp_path, monkeypatch):
+    """`wgpy set` names are kept per interface; an address or `remove` forgets them."""
+    monkeypatch.setenv("WGPY_STATE_DIR", str(tmp_path))
+    first, second = (key_to_base64(_key()) for _ in range(2))
+    remember_set_endpoints("wg5", ["listen-port", "51820", "peer", first, "endpoint",
+                                   "home.dyn.example:51820", "allowed-ips", "10.0.0.2/32",
+                                   "peer", second, "endpoint", "[2001:db8::2]:51820"],
+                           is_hostname_endpoint)
+    assert {key_to_base64(k): v for k, v in remembered_endpoint_names("wg5").items()} == {
+        first: "home.dyn.example:51820"}
+    remember_set_endpoints("wg5", ["peer", first, "endpoint", "192.0.2.9:51820"],
+                           is_hostname_endpoint)
+    assert remembered_endpoint_names("wg5") == {}
+    remember_set_endpoints("wg5", ["peer", second, "endpoint", "b.example:1"],
+                           is_hostname_endpoint)
+    remember_set_endpoints("wg5", ["peer", second, "remove"], is_hostname_endpoint)
+    assert remembered_endpoint_names("wg5") == {}
+    assert remembered_endpoint_names("wg6") == {}

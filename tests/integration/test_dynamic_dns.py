@@ -76,12 +76,24 @@ def test_endpoint_follows_its_name_once_handshakes_stall(root_netns, kind_a):
                              "ListenPort = 51821\n\n"
                              f"[Peer]\n# Name = b\nPublicKey = {key_to_base64(public_key(key_b))}\n"
                              f"AllowedIPs = 10.{net}.0.2/32\nEndpoint = {NAME}:51822\n")
-            key_file = os.path.join(directory, "b.key")
-            with open(key_file, "w") as handle:
-                handle.write(key_to_base64(key_b) + "\n")
+            key_file, key_file_a = (os.path.join(directory, name) for name in ("b.key", "a.key"))
+            for path, key in ((key_file, key_b), (key_file_a, key_a)):
+                with open(path, "w") as handle:
+                    handle.write(key_to_base64(key) + "\n")
             log_path = os.path.join(directory, "reresolve.log")
+            env = dict(os.environ, WGPY_RERESOLVE_AFTER=str(STALE_AFTER),
+                       WGPY_STATE_DIR=directory)
+            # wgpyd's side is configured from a file, wireguard-go's with `wgpy set` (whose
+            # names are remembered): both sources of names are exercised
+            from_file = kind_a == "wgpyd"
+            config_args = ["--config", config] if from_file else []
             with start_a(ns_a, iface_a), start_wgpyd(ns_b, iface_b):
-                _wgpy(ns_a, "setconf", iface_a, config)
+                if from_file:
+                    _wgpy(ns_a, "setconf", iface_a, config)
+                else:
+                    _wgpy(ns_a, "set", iface_a, "private-key", key_file_a, "listen-port",
+                          "51821", "peer", key_to_base64(public_key(key_b)), "allowed-ips",
+                          f"10.{net}.0.2/32", "endpoint", f"{NAME}:51822", env=env)
                 _wgpy(ns_b, "set", iface_b, "private-key", key_file, "listen-port", "51822",
                       "peer", key_to_base64(public_key(key_a)), "allowed-ips",
                       f"10.{net}.0.1/32")
@@ -93,8 +105,7 @@ def test_endpoint_follows_its_name_once_handshakes_stall(root_netns, kind_a):
 
                 # the name changes while handshakes are recent: nothing is looked up
                 _write_hosts(hosts, new)
-                env = dict(os.environ, WGPY_RERESOLVE_AFTER=str(STALE_AFTER))
-                _wgpy(ns_a, "reresolve", iface_a, "--config", config, env=env)
+                _wgpy(ns_a, "reresolve", iface_a, *config_args, env=env)
                 assert _endpoint(iface_a) == f"{old}:51822"
 
                 # B moves; the re-resolver runs by itself from now on
@@ -102,7 +113,7 @@ def test_endpoint_follows_its_name_once_handshakes_stall(root_netns, kind_a):
                 ns_b.run("ip", "addr", "add", f"{new}/24", "dev", f"vrb{tag}", "nodad")
                 with open(log_path, "w") as log, _running(ns_a.popen(
                         sys.executable, "-m", "wgpy.cli.main", "reresolve", iface_a,
-                        "--config", config, "--interval", "0.2", env=env,
+                        *config_args, "--interval", "0.2", env=env,
                         stdout=subprocess.DEVNULL, stderr=log)):
                     handshake = _handshake_time(iface_a)
                     deadline = time.monotonic() + 30
@@ -115,8 +126,9 @@ def test_endpoint_follows_its_name_once_handshakes_stall(root_netns, kind_a):
                     ns_a.run("ping", "-c", "2", "-i", "0.2", "-W", "2", f"10.{net}.0.2")
                 with open(log_path) as log:
                     text = log.read()
-                assert f"peer b: {NAME}:51822 now resolves to {new}:51822 (was {old}:51822)" \
-                    in text, text
+                who = "b" if from_file else key_to_base64(public_key(key_b))
+                assert f"peer {who}: {NAME}:51822 now resolves to {new}:51822 (was " \
+                    f"{old}:51822)" in text, text
         finally:
             shutil.rmtree(netns_etc, ignore_errors=True)
 

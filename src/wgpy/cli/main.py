@@ -24,12 +24,13 @@ from wgpy.cli import jsonview
 from wgpy.cli.check import cmd_check
 from wgpy.cli.mesh import cmd_mesh
 from wgpy.cli.qr import cmd_qr
-from wgpy.cli.reresolve import cmd_reresolve
+from wgpy.cli.reresolve import cmd_reresolve, is_hostname_endpoint
 from wgpy.cli.route import cmd_route
 from wgpy.cli.serve import cmd_serve
 from wgpy.cli.show import FIELDS, pretty, show_field
 from wgpy.cli.sync import add_removals
 from wgpy.config.model import DeviceConfig
+from wgpy.config.names import remember_set_endpoints
 from wgpy.config.parser import parse_set_arguments, read_config
 from wgpy.config.values import ConfigError, parse_key
 from wgpy.config.writer import format_showconf
@@ -310,7 +311,10 @@ def cmd_set(command: str, args: list[str]) -> int:
         device = parse_set_arguments(args[1:])
     except ConfigError as exc:
         return fail(str(exc))
-    return _apply(_ifname(args[0]), device)
+    status = _apply(_ifname(args[0]), device)
+    if status == 0:  # names for `wgpy reresolve` (the device keeps only addresses)
+        remember_set_endpoints(_ifname(args[0]), args[1:], is_hostname_endpoint)
+    return status
 
 
 def cmd_setconf(command: str, args: list[str]) -> int:

@@ -12,8 +12,9 @@ attempts has failed) or never happened has its name resolved again; a changed ad
 name is looked up at all. It speaks only UAPI, so it works on wgpyd and wireguard-go alike.
 
 The file is the one given (--config), else the one wgpy-quick remembered bringing the
-interface up from (config/names.py). `--interval S` repeats every S seconds until
-interrupted (what the `wgpy-reresolve@.service` unit runs); without it, one pass.
+interface up from; names given to `wgpy set` are remembered too (both in config/names.py).
+`--interval S` repeats every S seconds until interrupted (what the `wgpy-reresolve@.service`
+unit runs); without it, one pass.
 """
 
 import contextlib
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from wgpy.config.model import DeviceConfig, PeerConfig
-from wgpy.config.names import peer_names, remembered_config_file
+from wgpy.config.names import peer_names, remembered_config_file, remembered_endpoint_names
 from wgpy.config.parser import classify
 from wgpy.config.values import ConfigError, parse_endpoint, split_endpoint
 from wgpy.core.keys import KeyFormatError, key_from_base64, key_to_base64
@@ -48,9 +49,15 @@ class NamedEndpoint:
     name: str | None = None
 
 
-def _is_numeric(host: str) -> bool:
-    with contextlib.suppress(ValueError):
+def is_hostname_endpoint(endpoint: str) -> bool:
+    """`host:port` whose host is a name, not an IPv4 or IPv6 address (maybe with a zone)."""
+    try:
+        host = split_endpoint(endpoint)[0]
+    except ConfigError:
+        return False
+    try:
         ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
         return True
     return False
 
@@ -62,10 +69,8 @@ def named_endpoints(text: str) -> list[NamedEndpoint]:
     endpoint: str | None = None
 
     def close() -> None:
-        if key is not None and endpoint is not None:
-            with contextlib.suppress(ConfigError):
-                if not _is_numeric(split_endpoint(endpoint)[0]):
-                    found.append(NamedEndpoint(key, endpoint))
+        if key is not None and endpoint is not None and is_hostname_endpoint(endpoint):
+            found.append(NamedEndpoint(key, endpoint))
 
     for line in classify(text, quick=True):
         if line.kind in ("interface", "peer"):
@@ -84,8 +89,11 @@ def named_endpoints(text: str) -> list[NamedEndpoint]:
 
 
 def reresolve_once(iface: str, text: str, stale_after: float, now: float) -> int:
-    """One pass over `iface` with the file `text`; returns how many endpoints were changed."""
+    """One pass over `iface` with the file `text` (maybe empty) and the names `wgpy set`
+    was given; returns how many endpoints were changed."""
     wanted = {entry.public_key: entry for entry in named_endpoints(text)}
+    for key, endpoint in remembered_endpoint_names(iface).items():
+        wanted[key] = NamedEndpoint(key, endpoint, wanted[key].name if key in wanted else None)
     if not wanted:
         return 0
     changed = 0
@@ -143,9 +151,10 @@ def cmd_reresolve(program: str, args: list[str]) -> int:
               file=sys.stderr)
         return 1
     path = options.get("--config") or remembered_config_file(iface)
-    if path is None:
+    if path is None and not remembered_endpoint_names(iface):
         print(f"{program}: no configuration file known for {iface} (it was not brought up "
-              "by wgpy-quick): give one with --config", file=sys.stderr)
+              "by wgpy-quick) and no endpoint names given to `set`: give a file with "
+              "--config", file=sys.stderr)
         return 1
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -153,8 +162,11 @@ def cmd_reresolve(program: str, args: list[str]) -> int:
     log.setLevel(logging.INFO)
     while True:
         try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-                reresolve_once(iface, handle.read(), stale_after, time.time())
+            text = ""
+            if path is not None:
+                with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+                    text = handle.read()
+            reresolve_once(iface, text, stale_after, time.time())
         except OSError as exc:
             # a device down for a moment (restart) or a file being rewritten: next pass
             print(f"{program}: {iface}: {exc.strerror or exc}", file=sys.stderr)

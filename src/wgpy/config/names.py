@@ -11,14 +11,20 @@ Comments reach neither wg nor the device, so the names are read from the file ag
 shown. `wgpy-quick up` remembers which file an interface was brought up from (a one-line file
 under the state directory, removed by `down`), so `wgpy show --json` and the metrics find the
 names without being told.
+
+Endpoint hostnames given to `wgpy set` are remembered the same way (`IFACE.endpoint-names`,
+one `base64-key host:port` line per peer), since the device keeps only the address and
+`wgpy reresolve` needs the name to look it up again; an address given later for the same
+peer, or the peer's removal, forgets the name.
 """
 
 import contextlib
 import os
 import re
+from collections.abc import Callable
 
 from wgpy.config.parser import classify
-from wgpy.core.keys import KeyFormatError, key_from_base64
+from wgpy.core.keys import KeyFormatError, key_from_base64, key_to_base64
 
 STATE_DIR_ENV = "WGPY_STATE_DIR"
 DEFAULT_STATE_DIR = "/run/wgpy"
@@ -75,8 +81,10 @@ def remember_config_file(iface: str, path: str) -> None:
 
 
 def forget_config_file(iface: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(_state_path(iface))
+    """The interface is gone: forget its file and the endpoint names `wgpy set` gave it."""
+    for path in (_state_path(iface), _endpoint_names_path(iface)):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def remembered_config_file(iface: str) -> str | None:
@@ -93,3 +101,56 @@ def interface_peer_names(iface: str, config_file: str | None = None) -> dict[byt
     """Names for `iface`'s peers: from `config_file` if given, else from the remembered one."""
     path = config_file or remembered_config_file(iface)
     return read_peer_names(path) if path else {}
+
+
+def _endpoint_names_path(iface: str) -> str:
+    directory = os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
+    return os.path.join(directory, f"{iface}.endpoint-names")
+
+
+def remembered_endpoint_names(iface: str) -> dict[bytes, str]:
+    """Public key -> `host:port` as last given by name to `wgpy set` for `iface`."""
+    names: dict[bytes, str] = {}
+    with contextlib.suppress(OSError), open(_endpoint_names_path(iface)) as handle:
+        for line in handle:
+            key_text, _, endpoint = line.strip().partition(" ")
+            with contextlib.suppress(KeyFormatError):
+                if endpoint:
+                    names[key_from_base64(key_text)] = endpoint
+    return names
+
+
+def remember_set_endpoints(iface: str, words: list[str], is_name: Callable[[str], bool]
+                           ) -> None:
+    """Note the endpoints of a `wg set` argument list (`words` after the interface) that
+    `is_name` says are hostnames; forget a peer's name on a new address or `remove`. Best
+    effort: the set itself has already succeeded."""
+    names = remembered_endpoint_names(iface)
+    before = dict(names)
+    key: bytes | None = None
+    index = 0
+    while index < len(words):
+        word = words[index]
+        value = words[index + 1] if index + 1 < len(words) else ""
+        if word == "remove":
+            if key is not None:
+                names.pop(key, None)
+            index += 1
+            continue
+        if word == "peer":
+            key = None
+            with contextlib.suppress(KeyFormatError):
+                key = key_from_base64(value)
+        elif word == "endpoint" and key is not None:
+            if is_name(value):
+                names[key] = value
+            else:
+                names.pop(key, None)
+        index += 2
+    if names == before:
+        return
+    with contextlib.suppress(OSError):
+        path = _endpoint_names_path(iface)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as handle:
+            handle.writelines(f"{key_to_base64(k)} {v}\n" for k, v in names.items())
