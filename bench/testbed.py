@@ -73,12 +73,12 @@ class BenchError(RuntimeError):
     """A configuration could not be set up or measured; the message becomes its report row."""
 
 
-def run(*argv: str, timeout: float = 30, check: bool = True,
-        input: str | None = None) -> subprocess.CompletedProcess:
+def run(*argv: str, timeout: float = 30, check: bool = True, input: str | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run a command; a failure raises BenchError carrying its stderr."""
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                input=input)
+                                input=input, env=env)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"{' '.join(argv[:6])}: timed out after {timeout:.0f} s") from exc
     except FileNotFoundError as exc:

@@ -70,6 +70,19 @@ def test_peers_smoke(wireguard_go, tmp_path):
 
 
 @pytest.mark.root
+def test_scale_smoke_grows_linearly(wireguard_go, tmp_path):
+    """bench/scale.py --smoke: every wgpy path at 500 and 2 000 peers, and the bench itself
+    fails when one takes more than 6x the time at 4x the peers."""
+    result = bench("scale.py", "--smoke", "--out", str(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = only_json(tmp_path)
+    assert sorted(data["times"]) == ["2000", "500"]
+    for size in ("500", "2000"):
+        assert set(data["times"][size]["wgpy"]) >= {"quick up", "daemon get", "showconf"}
+    assert all(ratio <= 6 for ratio in data["growth"].values()), data["growth"]
+
+
+@pytest.mark.root
 @pytest.mark.slow
 def test_throughput_smoke(wireguard_go, tmp_path):
     process = subprocess.Popen([sys.executable, os.path.join(BENCH, "run.py"), "--smoke",

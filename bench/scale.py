@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""`python3 bench/scale.py` (root): every path through a big hub, wgpy against wg, wg-quick and
+wireguard-go in the same run, at 1 000, 10 000 and 50 000 peers.
+
+The hub file has, per peer, a tunnel /32 and /128 inside the hub's Address (covered by its
+routes), a routed site (an IPv4 /24 or an IPv6 /64, alternately), an endpoint (every fourth
+one IPv6) and, on every fourth peer, a persistent keepalive. Paths, each timed as wall clock:
+
+  quick up, quick down   `wgpy-quick up|down FILE` (starting wgpyd) against `wg-quick` (with
+                         WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go), each in its own
+                         namespace whose veth default routes make every endpoint routable
+  daemon setconf         `wg setconf` of the stripped file: wgpyd against wireguard-go
+  daemon get             one raw UAPI `get=1` round trip: wgpyd against wireguard-go
+  daemon set one peer    one raw UAPI `set=1` of one new peer on the full device
+  show, show dump, show allowed-ips, showconf, syncconf
+                         `wgpy …` against `wg …`, both on the same wgpyd device (output
+                         compared byte for byte; a difference fails the run)
+
+Daemons run with their interface down (nothing is sent); the quick paths bring the interface
+up, so keepalive peers make the daemons send handshakes into the namespace's veth, where they
+are dropped. Times are medians of --repeat runs (quick paths: one run each). Hold the bench
+lock: `flock /tmp/wgpy-bench.lock python3 bench/scale.py`.
+
+--smoke: only the wgpy side at 500 and 2 000 peers, failing unless every path's time at 4x
+the peers is at most 6x its time (linear growth; CI, tests/bench).
+"""
+
+import argparse
+import base64
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import machine
+from testbed import BenchError, Namespace, cpu_seconds, daemon, genkey, status_kib
+
+SIZES = (1_000, 10_000, 50_000)
+SMOKE_SIZES = (500, 2_000)
+LINEAR_LIMIT = 6.0  # time at 4x the peers over the time at 1x
+TOOL_PATHS = {  # label -> wg arguments after the interface name (None: the file goes last)
+    "show": ["show", "{iface}"],
+    "show dump": ["show", "{iface}", "dump"],
+    "show allowed-ips": ["show", "{iface}", "allowed-ips"],
+    "showconf": ["showconf", "{iface}"],
+    "syncconf": ["syncconf", "{iface}", "{file}"],
+}
+PATHS = ("quick up", "quick down", "daemon setconf", "daemon get", "daemon set one peer",
+         *TOOL_PATHS)
+WGPY = [sys.executable, "-m", "wgpy.cli.main"]
+WGPY_QUICK = [sys.executable, "-m", "wgpy.quick.main"]
+
+
+def hub_file(path: str, peers: int, port: int) -> None:
+    """A wg-quick hub file (see the module docstring); keys are random 32-byte strings."""
+    private = genkey()[0]
+    lines = ["[Interface]", f"PrivateKey = {private}", f"ListenPort = {port}",
+             "Address = 100.64.0.1/10, fd00:64::1/64"]
+    for i in range(peers):
+        tunnel = i + 2
+        site = (f"10.{i >> 9 & 255}.{i >> 1 & 255}.0/24" if i % 2 == 0
+                else f"fd10:{i >> 16:x}:{i & 0xFFFF:x}::/64")
+        endpoint = (f"[2001:db8:18::{i:x}]:{51820 + i % 1000}" if i % 4 == 0
+                    else f"198.18.{i >> 8 & 255}.{i & 255}:{51820 + i % 1000}")
+        lines += ["", "[Peer]", f"PublicKey = {base64.b64encode(os.urandom(32)).decode()}",
+                  f"AllowedIPs = 100.{64 + (tunnel >> 16)}.{tunnel >> 8 & 255}.{tunnel & 255}"
+                  f"/32, fd00:64::{tunnel:x}/128, {site}",
+                  f"Endpoint = {endpoint}"]
+        if i % 4 == 0:
+            lines.append("PersistentKeepalive = 25")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def stripped(hub: str, path: str) -> None:
+    """The hub file without wg-quick's keys (what `wg-quick strip` prints)."""
+    with open(hub) as source:
+        kept = [line for line in source if not line.startswith("Address =")]
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.writelines(kept)
+
+
+def routed_namespace(name: str, stack: contextlib.ExitStack) -> Namespace:
+    """A namespace with a veth pair inside it carrying IPv4 and IPv6 default routes."""
+    ns = stack.enter_context(Namespace(name))
+    ns.run("ip", "link", "add", "wbsv0", "type", "veth", "peer", "name", "wbsv1")
+    for command in (("link", "set", "wbsv0", "up"), ("link", "set", "wbsv1", "up"),
+                    ("addr", "add", "192.0.2.1/24", "dev", "wbsv0"),
+                    ("-6", "addr", "add", "2001:db8:1::1/64", "dev", "wbsv0", "nodad"),
+                    ("route", "add", "default", "via", "192.0.2.2"),
+                    ("-6", "route", "add", "default", "via", "2001:db8:1::2")):
+        ns.run("ip", *command)
+    return ns
+
+
+def timed(ns: Namespace, argv: list[str], timeout: float,
+          env: dict | None = None) -> tuple[float, str]:
+    """Wall time and stdout of a command in the namespace, run in a session of its own:
+    wg-quick signals its process group when it ends (its userspace daemon's start-up),
+    which must not reach this process."""
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(["ip", "netns", "exec", ns.name, *argv], capture_output=True,
+                                text=True, timeout=timeout, env=env, start_new_session=True)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"{' '.join(argv[:4])}: timed out after {timeout:.0f} s") from exc
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise BenchError(f"{' '.join(argv[:4])}: exit {result.returncode}: "
+                         f"{detail[-1] if detail else 'no output'}")
+    return elapsed, result.stdout
+
+
+def uapi_round_trip(ns_name: str, iface: str, request: bytes, timeout: float) -> float:
+    """Seconds from sending one UAPI request to the end of its reply (the daemon's time),
+    over the interface's socket (a file in the shared /var/run/wireguard)."""
+    path = os.path.join("/var/run/wireguard", f"{iface}.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(timeout)
+        client.connect(path)
+        start = time.perf_counter()
+        client.sendall(request)
+        tail = b""
+        while True:
+            chunk = client.recv(1 << 20)
+            if not chunk:
+                raise BenchError(f"{ns_name}: {iface} closed the UAPI connection")
+            if b"\n\n" in tail + chunk:
+                elapsed = time.perf_counter() - start
+                if request.startswith(b"set") and b"errno=0\n" not in tail + chunk:
+                    raise BenchError(f"{iface}: set refused: {(tail + chunk)[-40:]!r}")
+                return elapsed
+            tail = chunk[-16:]
+
+
+def one_peer_request(index: int) -> bytes:
+    key = os.urandom(32).hex()
+    return (f"set=1\npublic_key={key}\nendpoint=198.19.{index >> 8 & 255}.{index & 255}:51820"
+            f"\nreplace_allowed_ips=true\nallowed_ip=172.{16 + (index >> 16 & 15)}."
+            f"{index >> 8 & 255}.{index & 255}/32\n\n").encode()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def measure_quick(namespaces: dict[str, Namespace], files: str, tag: str, peers: int,
+                  kinds: list[str], timeout: float) -> dict:
+    """quick up and quick down for each tool, each in its own namespace."""
+    results: dict[str, dict[str, float]] = {}
+    for kind in kinds:
+        tool, impl, suffix = (("wgpy-quick", "wgpyd", "w") if kind == "wgpy"
+                              else ("wg-quick", "wireguard-go", "g"))
+        iface = f"wb{tag}q{suffix}"
+        hub = os.path.join(files, f"{iface}.conf")
+        hub_file(hub, peers, 51911 if kind == "wgpy" else 51912)
+        argv = WGPY_QUICK if kind == "wgpy" else ["wg-quick"]
+        env = dict(os.environ, WG_QUICK_USERSPACE_IMPLEMENTATION=impl, LOG_LEVEL="error")
+        ns = namespaces[kind]
+        try:
+            up, _ = timed(ns, [*argv, "up", hub], timeout, env)
+            shown = ns.run("wg", "show", iface, "peers", timeout=timeout).stdout.count("\n")
+            if shown != peers:
+                raise BenchError(f"{tool} up: {shown} peers, expected {peers}")
+        finally:
+            down, _ = timed(ns, [*argv, "down", hub], timeout, env)
+        results[kind] = {"quick up": up, "quick down": down}
+    return results
+
+
+def measure_daemons(namespaces: dict[str, Namespace], files: str, tag: str, peers: int,
+                    kinds: list[str], repeat: int, timeout: float) -> dict:
+    """Daemon paths on wireguard-go and wgpyd, tool paths (wg vs wgpy) on wgpyd."""
+    results: dict[str, dict[str, float]] = {kind: {} for kind in kinds}
+    hub = os.path.join(files, "hub.conf")
+    config = os.path.join(files, "wg.conf")
+    hub_file(hub, peers, 51913)
+    stripped(hub, config)
+    daemons = {"wgpy": "wgpyd", "reference": "wireguard-go"}
+    with contextlib.ExitStack() as stack:
+        running = {}
+        for kind in kinds:
+            iface = f"wb{tag}d{'w' if kind == 'wgpy' else 'g'}"
+            running[kind] = (iface, stack.enter_context(
+                daemon(namespaces[kind], daemons[kind], iface)))
+        for kind, (iface, proc) in running.items():
+            ns = namespaces[kind]
+            idle = status_kib(proc.pid, "VmRSS")
+            before = cpu_seconds(proc.pid)
+            seconds, _ = timed(ns, ["wg", "setconf", iface, config], timeout)
+            results[kind]["daemon setconf"] = seconds
+            results[kind]["daemon setconf cpu"] = cpu_seconds(proc.pid) - before
+            results[kind]["rss MiB"] = status_kib(proc.pid, "VmRSS") / 1024
+            results[kind]["KiB per peer"] = (status_kib(proc.pid, "VmRSS") - idle) / peers
+            shown = ns.run("wg", "show", iface, "peers", timeout=timeout).stdout.count("\n")
+            if shown != peers:
+                raise BenchError(f"{daemons[kind]}: {shown} peers after setconf, not {peers}")
+            results[kind]["daemon get"] = median(
+                [uapi_round_trip(ns.name, iface, b"get=1\n\n", timeout) for _ in range(repeat)])
+            results[kind]["daemon set one peer"] = median(
+                [uapi_round_trip(ns.name, iface, one_peer_request(i), timeout)
+                 for i in range(repeat)])
+        if "wgpy" in running:
+            iface, _ = running["wgpy"]
+            results.update(measure_tools(namespaces["wgpy"], iface, config, kinds, repeat,
+                                         timeout, results))
+    return results
+
+
+def measure_tools(ns: Namespace, iface: str, config: str, kinds: list[str], repeat: int,
+                  timeout: float, results: dict) -> dict:
+    """wgpy and wg, alternating, on the same wgpyd device; outputs must be identical."""
+    for label, words in TOOL_PATHS.items():
+        args = [word.format(iface=iface, file=config) for word in words]
+        samples: dict[str, list[float]] = {kind: [] for kind in kinds}
+        outputs: dict[str, str] = {}
+        for round_index in range(repeat):
+            for kind in kinds if round_index % 2 == 0 else kinds[::-1]:
+                argv = [*(WGPY if kind == "wgpy" else ["wg"]), *args]
+                seconds, outputs[kind] = timed(ns, argv, timeout,
+                                               env=dict(os.environ, WG_HIDE_KEYS="never"))
+                samples[kind].append(seconds)
+        if len(set(outputs.values())) > 1:
+            raise BenchError(f"`{label}`: wgpy's output differs from wg's")
+        for kind in kinds:
+            results[kind][label] = median(samples[kind])
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/scale.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peers", type=lambda t: [int(n) for n in t.split(",")],
+                        default=list(SIZES), help="comma-separated sizes (1000,10000,50000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timed path (median)")
+    parser.add_argument("--wg-quick-max", type=int, default=50_000,
+                        help="largest size to run wg-quick at (it forks `ip` per prefix)")
+    parser.add_argument("--timeout", type=float, default=1800, help="per command")
+    parser.add_argument("--smoke", action="store_true",
+                        help="wgpy only, 500 and 2000 peers, check linear growth (CI)")
+    parser.add_argument("--chart", help="PNG of time against peers (needs matplotlib)")
+    parser.add_argument("--out", default=machine.RESULTS_DIR)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.peers, args.repeat = list(SMOKE_SIZES), 1
+    if os.geteuid() != 0:
+        print("bench/scale.py: needs root (network namespaces, TUN)", file=sys.stderr)
+        return 2
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    tag = str(os.getpid())
+    table: dict[int, dict[str, dict[str, float]]] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            namespaces = {"wgpy": routed_namespace(f"wgpyb-s{tag}w", stack)}
+            if not args.smoke:
+                namespaces["reference"] = routed_namespace(f"wgpyb-s{tag}g", stack)
+            for peers in args.peers:
+                kinds = list(namespaces)
+                with tempfile.TemporaryDirectory() as files:
+                    entry = measure_daemons(namespaces, files, tag, peers, kinds, args.repeat,
+                                            args.timeout)
+                    quick_kinds = [k for k in kinds
+                                   if k == "wgpy" or peers <= args.wg_quick_max]
+                    for kind, times in measure_quick(namespaces, files, tag, peers,
+                                                     quick_kinds, args.timeout).items():
+                        entry[kind].update(times)
+                table[peers] = entry
+                print(f"{peers} peers: " + json.dumps(entry), file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        print("bench/scale.py: interrupted; cleaned up", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"bench/scale.py: {exc}", file=sys.stderr)
+        return 1
+    return report(table, args)
+
+
+REFERENCE_NAME = {"quick up": "wg-quick + wireguard-go", "quick down": "wg-quick",
+                  "daemon setconf": "wireguard-go", "daemon get": "wireguard-go",
+                  "daemon set one peer": "wireguard-go"}
+
+
+def report(table: dict[int, dict[str, dict[str, float]]], args: argparse.Namespace) -> int:
+    sizes = sorted(table)
+    print("| path | reference | " + " | ".join(f"{n} peers: wgpy s / ref s (ratio)"
+                                               for n in sizes) + " |")
+    print("|---" * (len(sizes) + 2) + "|")
+    for path in PATHS:
+        cells = []
+        for n in sizes:
+            ours = table[n].get("wgpy", {}).get(path)
+            ref = table[n].get("reference", {}).get(path)
+            cell = "-" if ours is None else f"{ours:.3f}"
+            if ref is not None and ours is not None:
+                cell += f" / {ref:.3f} ({ours / ref:.2f}x)"
+            cells.append(cell)
+        print(f"| {path} | {REFERENCE_NAME.get(path, 'wg')} | " + " | ".join(cells) + " |")
+    print("\n| daemon memory after setconf | " + " | ".join(
+        f"{n} peers: RSS MiB (KiB per peer)" for n in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for kind in ("wgpy", "reference"):
+        cells = [f"{table[n][kind]['rss MiB']:.1f} ({table[n][kind]['KiB per peer']:.2f})"
+                 for n in sizes if "rss MiB" in table[n].get(kind, {})]
+        if cells:
+            print(f"| {'wgpyd' if kind == 'wgpy' else 'wireguard-go'} | "
+                  + " | ".join(cells) + " |")
+    status = 0
+    growth = {}
+    for small, large in itertools.pairwise(sizes):
+        for path in PATHS:
+            before = table[small].get("wgpy", {}).get(path)
+            after = table[large].get("wgpy", {}).get(path)
+            if before and after:
+                growth[f"{path} {small}->{large}"] = after / before
+                if args.smoke and after / before > LINEAR_LIMIT * (large / small) / 4:
+                    print(f"not linear: {path} took {after / before:.1f}x the time at "
+                          f"{large / small:.0f}x the peers", file=sys.stderr)
+                    status = 1
+    stamp = machine.timestamp()
+    data = {"meta": {"timestamp": stamp, "machine": machine.describe(),
+                     "settings": {"peers": sizes, "repeat": args.repeat,
+                                  "smoke": args.smoke, "wg_quick_max": args.wg_quick_max}},
+            "times": {str(n): table[n] for n in sizes}, "growth": growth}
+    print(f"\nJSON: {machine.write_json(data, args.out, f'scale-{stamp}.json')}")
+    if args.chart:
+        chart(table, sizes, args.chart)
+    return status
+
+
+def chart(table: dict, sizes: list[int], path: str) -> None:
+    """One log-log panel per path: seconds against peers, wgpy and its reference."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench/scale.py: matplotlib not installed; no chart", file=sys.stderr)
+        return
+    columns = 5
+    rows = -(-len(PATHS) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows),
+                                squeeze=False)
+    for ax, path in zip(axes.flat, PATHS, strict=False):
+        for kind, label, style in (("wgpy", "wgpy", "o-"),
+                                   ("reference", REFERENCE_NAME.get(path, "wg"), "s--")):
+            points = [(n, table[n][kind][path]) for n in sizes
+                      if path in table[n].get(kind, {})]
+            if points:
+                ax.plot(*zip(*points, strict=True), style, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(path)
+        ax.set_xlabel("peers")
+        ax.set_ylabel("seconds")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(PATHS):]:
+        ax.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    print(f"chart: {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
