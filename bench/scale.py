@@ -102,21 +102,26 @@ def routed_namespace(name: str, stack: contextlib.ExitStack) -> Namespace:
 
 def timed(ns: Namespace, argv: list[str], timeout: float,
           env: dict | None = None) -> tuple[float, str]:
-    """Wall time and stdout of a command in the namespace, run in a session of its own:
-    wg-quick signals its process group when it ends (its userspace daemon's start-up),
-    which must not reach this process."""
-    start = time.perf_counter()
-    try:
-        result = subprocess.run(["ip", "netns", "exec", ns.name, *argv], capture_output=True,
-                                text=True, timeout=timeout, env=env, start_new_session=True)
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"{' '.join(argv[:4])}: timed out after {timeout:.0f} s") from exc
-    elapsed = time.perf_counter() - start
+    """Wall time and stdout of a command in the namespace, run in a session of its own so
+    that nothing it signals as a group reaches this process."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        # files, not pipes: the daemon wg-quick leaves running keeps them open
+        start = time.perf_counter()
+        try:
+            result = subprocess.run(["ip", "netns", "exec", ns.name, *argv], stdout=out,
+                                    stderr=err, timeout=timeout, env=env,
+                                    start_new_session=True)
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError(f"{' '.join(argv[:4])}: timed out after {timeout:.0f} s") from exc
+        elapsed = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
+        detail = (stderr or stdout).strip().splitlines()
         raise BenchError(f"{' '.join(argv[:4])}: exit {result.returncode}: "
                          f"{detail[-1] if detail else 'no output'}")
-    return elapsed, result.stdout
+    return elapsed, stdout
 
 
 def uapi_round_trip(ns_name: str, iface: str, request: bytes, timeout: float) -> float:
