@@ -21,6 +21,8 @@ from importlib import resources
 
 from wgpy.cli.jsonview import collect
 from wgpy.cli.reasons import REASONS
+from wgpy.config.values import split_endpoint, unsigned
+from wgpy.core.peer import Endpoint
 from wgpy.uapi.client import list_interfaces
 
 DEFAULT_LISTEN = "127.0.0.1:9586"  # prometheus_wireguard_exporter's port
@@ -70,17 +72,17 @@ def make_handler(names: Callable[[], list[str]]) -> type[BaseHTTPRequestHandler]
     return Handler
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str) -> Endpoint:
     """ADDR:PORT or [V6]:PORT (port 0: any free one); ValueError otherwise."""
-    host, _, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
+    host, port_text = split_endpoint(text)
     ipaddress.ip_address(host)
-    if not port.isascii() or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"bad port {port!r}")
-    return host, int(port)
+    port = unsigned(port_text, 65535)
+    if port is None:
+        raise ValueError(f"bad port {port_text!r}")
+    return host, port
 
 
-def make_server(listen: tuple[str, int], interfaces: list[str]) -> ThreadingHTTPServer:
+def make_server(listen: Endpoint, interfaces: list[str]) -> ThreadingHTTPServer:
     """The server for `interfaces` (none: every interface at each request); ImportError
     without prometheus-client, OSError when the address cannot be bound."""
     def names() -> list[str]:

@@ -9,7 +9,10 @@ latest EVENT_BACKLOG and forgets older ones rather than growing.
 
 from collections import deque
 from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # (peer imports timers, which imports this module)
+    from wgpy.core.peer import Endpoint
 
 EVENT_BACKLOG = 256
 
@@ -31,7 +34,7 @@ def new_event_log() -> deque[PeerEvent]:
     return deque(maxlen=EVENT_BACKLOG)
 
 
-def endpoint_text(endpoint: tuple[str, int] | None) -> str:
+def endpoint_text(endpoint: "Endpoint | None") -> str:
     """host:port, [v6]:port, or "none", for a log line."""
     if endpoint is None:
         return "none"
