@@ -52,8 +52,9 @@ def test_wg_quick_mtu_must_be_ascii_digits(digits, tmp_path, monkeypatch):
     path.write_text(f"[Interface]\nMTU = {digits}\n")
     options = parse_options(str(path))
     monkeypatch.setattr(quick_main, "add_interface", pytest.fail)
-    with pytest.raises(QuickError, match=r"^MTU `.*' is not a number$"):
+    with pytest.raises(QuickError) as caught:
         quick_main.cmd_up(options)
+    assert str(caught.value) == f"{path}:2: MTU: `{digits}' is not a number"
 
 
 def test_wg_quick_mtu_in_range_still_reads():

@@ -41,6 +41,7 @@ class Options:
     wg_config: str = field(default="", repr=False)  # holds the PrivateKey line
     addresses: list[str] = field(default_factory=list)
     mtu: str | None = None  # as written; `up` refuses one that is not a number
+    mtu_line: int = 0  # where MTU was written, so `up` can point at it
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     table: str | None = None
@@ -79,6 +80,7 @@ def parse_options(argument: str) -> Options:
             options.addresses += bash_words(value)
         elif name == "mtu":
             options.mtu = value  # judged by `up` only, as wg-quick's `ip link set mtu`
+            options.mtu_line = line.number
         elif name == "dns":
             for item in bash_words(value):
                 is_address = re.fullmatch(r"[0-9.]+", item) or ":" in item
@@ -263,7 +265,8 @@ def cmd_up(options: Options) -> None:
     if options.mtu is not None and unsigned(options.mtu, MAX_MTU) is None:
         # wg-quick finds out from `ip link set mtu` after creating the link, then removes it;
         # ASCII digits that fit IFLA_MTU's 32 bits (int() takes fullwidth digits, chokes on 5,000)
-        raise QuickError(f"MTU `{options.mtu}' is not a number")
+        raise QuickError(f"{options.config_file}:{options.mtu_line}: MTU: "
+                         f"`{options.mtu}' is not a number")
     device = _wg_device(options)
     execute_hooks(options, "preup")
     add_interface(options)
