@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from wgpy.core.crypto import clamp_private_key, public_key
 from wgpy.uapi import netip, protocol
 from wgpy.uapi.protocol import (
+    GetFormatter,
     UapiError,
     apply_set,
     format_drops,
@@ -116,6 +117,54 @@ def test_zero_values_are_not_listed(host):
     assert uapi_set(host, f"private_key={ZERO}\nlisten_port=0\nfwmark=0") == 0
     keys = state(host).keys()
     assert not {"private_key", "listen_port", "fwmark"} & keys
+
+
+def test_kept_text_follows_every_change_a_fresh_get_shows(host, monkeypatch):
+    """GetFormatter keeps each peer's text between gets: after each kind of change its
+    reply must be what a fresh formatting gives, byte for byte (here two peers a turn)."""
+    monkeypatch.setattr(protocol, "GET_PEERS_PER_CALL", 2)
+    kept = GetFormatter()
+
+    def check() -> None:
+        assert kept.reply(host) == (format_get(host) + "errno=0\n\n").encode()
+
+    assert uapi_set(host, f"private_key={'11' * 32}\nlisten_port=51820\n"
+                          f"public_key={pub(1)}\nendpoint=192.0.2.1:1\nallowed_ip=10.1.0.0/16\n"
+                          f"public_key={pub(2)}\nallowed_ip=10.2.0.0/16\nallowed_ip=fd02::/64\n"
+                          f"public_key={pub(3)}\npersistent_keepalive_interval=5") == 0
+    check()
+    one = host.device.peers[bytes.fromhex(pub(1))]
+    changes = [
+        f"public_key={pub(1)}\nendpoint=[2001:db8::7]:9",
+        f"public_key={pub(1)}\npreshared_key={'cd' * 32}",
+        f"public_key={pub(2)}\npersistent_keepalive_interval=25",
+        f"public_key={pub(2)}\nallowed_ip=10.1.0.0/16",  # moved from peer 1
+        f"public_key={pub(2)}\nallowed_ip=10.2.0.0/16",  # re-insert: to the end of the list
+        f"public_key={pub(3)}\nallowed_ip=10.3.0.0/16\npersistent_keepalive_interval=0",
+        f"public_key={pub(2)}\nreplace_allowed_ips=true\nallowed_ip=10.9.0.0/16",
+        f"public_key={pub(1)}\nremove=true",
+        f"public_key={pub(1)}\nendpoint=192.0.2.1:1",  # the same key again: a new peer
+        "listen_port=0\nfwmark=3",
+        "replace_peers=true\n" f"public_key={pub(4)}\nallowed_ip=::/0",
+    ]
+    for change in changes:
+        assert uapi_set(host, change) == 0, change
+        check()
+        one.endpoint = ("192.0.2.200", 7)  # roaming (the data plane), for peers still there
+        for peer in host.device.peers.values():
+            peer.tx_bytes += 1
+        check()
+    host.device.allowed_ips.remove("::/0", host.device.peers[bytes.fromhex(pub(4))])
+    host.device.peers[bytes.fromhex(pub(4))].last_handshake_wall = 1_700_000_000.5
+    check()
+
+
+def test_a_big_get_lets_the_data_plane_run_between_turns_of_peers(host, monkeypatch):
+    monkeypatch.setattr(protocol, "GET_PEERS_PER_CALL", 2)
+    assert uapi_set(host, "\n".join(f"public_key={pub(n)}" for n in range(1, 6))) == 0
+    host.calls = 0
+    assert len(peer_blocks(host)) == 5
+    assert host.calls == 1 + 3  # the device's lines, then peers 1-2, 3-4 and 5
 
 
 def test_drop_counters_are_reported_by_their_own_request_only(host):

@@ -143,6 +143,9 @@ class AllowedIPs(Generic[P]):
         # peer -> its prefixes as (version, network int, length), in the reference's order
         self._by_peer: dict[P, dict[tuple[int, int, int], None]] = {}
         self._cache: dict[bytes, P | None] = {}
+        # Changes with every change to the table: whoever keeps text made from a peer's
+        # prefixes (the UAPI's `get`) checks them again only after it moved.
+        self.generation = 0
 
     def _family(self, version: int) -> _Family[P]:
         return self._v4 if version == 4 else self._v6
@@ -164,6 +167,7 @@ class AllowedIPs(Generic[P]):
         version, value, length = key
         family = self._family(version)
         self._cache.clear()
+        self.generation += 1
         previous = family.get(value, length)
         if previous is not None:
             self._by_peer[previous].pop(key, None)
@@ -178,12 +182,14 @@ class AllowedIPs(Generic[P]):
         if family.get(value, length) is not peer:
             return False
         self._cache.clear()
+        self.generation += 1
         family.delete(value, length)
         del self._by_peer[peer][key]
         return True
 
     def remove_by_peer(self, peer: P) -> None:
         self._cache.clear()
+        self.generation += 1
         for version, value, length in self._by_peer.pop(peer, {}):
             self._family(version).delete(value, length)
 
@@ -215,10 +221,10 @@ class AllowedIPs(Generic[P]):
                 result.append(ipaddress.IPv6Network((value, length)))
         return result
 
-    def keys_for_peer(self, peer: P) -> list[tuple[int, int, int]]:
+    def keys_for_peer(self, peer: P) -> tuple[tuple[int, int, int], ...]:
         """entries_for_peer as (IP version, network as an int, prefix length), without
         building a network object each (what a `get` of many peers needs to print them)."""
-        return list(self._by_peer.get(peer, ()))
+        return tuple(self._by_peer.get(peer, ()))
 
     def compact(self) -> None:
         """Build the lookup index now (e.g. after loading a large configuration)."""
@@ -230,6 +236,7 @@ class AllowedIPs(Generic[P]):
         self._v6 = _Family(6)
         self._by_peer.clear()
         self._cache.clear()
+        self.generation += 1
 
     def __len__(self) -> int:
         return sum(len(prefixes) for prefixes in self._by_peer.values())

@@ -25,6 +25,7 @@ refuses by closing the connection, so a client can tell a device without counter
 """
 
 import contextlib
+import functools
 import ipaddress
 import math
 import re
@@ -90,35 +91,113 @@ class UapiError(Exception):
 # ---------------------------------------------------------------------- get
 
 
+# Peers formatted per host.call: the data plane forwards nothing while a call runs, so a big
+# `get` is made in turns of this many peers (~1-5 ms each), with packets handled in between.
+GET_PEERS_PER_CALL = 1000
+
+
+class GetFormatter:
+    """Builds `get=1` replies, keeping each peer's formatted lines from one `get` to the next.
+
+    A hub's reply is mostly text that seldom changes (keys, endpoint, keepalive, allowed IPs:
+    ~300 bytes a peer, 15 MiB at 50,000 peers), and it is made on the data-plane thread, which
+    forwards nothing meanwhile. So each peer's lines before and after its counters are kept
+    as bytes and made again only when what they show changed: the preshared key or endpoint
+    object replaced (the core replaces, never mutates them), the keepalive interval, or its
+    prefixes (looked at only after AllowedIPs.generation moved). Peers gone since the last
+    `get` are forgotten by it. What is kept per peer is a plain tuple of bytes, ints and
+    tuples, which the garbage collector stops tracking: 50,000 more objects to scan would
+    lengthen every full collection, and those stop every thread.
+
+    The peers are taken GET_PEERS_PER_CALL at a time, each turn a host.call of its own, so a
+    50,000-peer `get` delays packets by milliseconds, not by the whole reply. Peers change
+    only through `set`, which the UAPI thread serves after this `get`; what the data plane
+    changes meanwhile (counters, a roaming endpoint) is read as of each peer's turn, as
+    wireguard-go reads each peer under its own lock. A formatter serves one device.
+    """
+
+    __slots__ = ("_generation", "_peers")
+
+    def __init__(self) -> None:
+        self._peers: dict[Peer, _PeerText] = {}
+        self._generation = -1
+
+    def reply(self, host: DeviceHost) -> bytes:
+        """The whole answer, `errno=0` and its blank line included (calls host.call)."""
+        parts: list[bytes] = []
+        peers, generation = host.call(lambda: self._device_lines(host, parts))
+        kept: dict[Peer, _PeerText] = {}
+        for first in range(0, len(peers), GET_PEERS_PER_CALL):
+            turn = peers[first:first + GET_PEERS_PER_CALL]
+            host.call(functools.partial(self._peer_lines, host, turn, parts, kept))
+        self._peers = kept
+        self._generation = generation  # as of the first turn: a later change is seen next get
+        parts.append(b"errno=0\n\n")
+        return b"".join(parts)
+
+    @staticmethod
+    def _device_lines(host: DeviceHost, parts: list[bytes]) -> tuple[list[Peer], int]:
+        """The device's lines into parts; its peers and the AllowedIPs generation, now."""
+        device = host.device
+        if device.private_key is not None:
+            parts.append(f"private_key={device.private_key.hex()}\n".encode())
+        port = host.listen_port()
+        if port:
+            parts.append(f"listen_port={port}\n".encode())
+        mark = host.fwmark()
+        if mark:
+            parts.append(f"fwmark={mark}\n".encode())
+        return list(device.peers.values()), device.allowed_ips.generation
+
+    def _peer_lines(self, host: DeviceHost, peers: list[Peer], parts: list[bytes],
+                    kept: "dict[Peer, _PeerText]") -> None:
+        """Each peer's lines into parts, its kept text checked (or made) into kept."""
+        allowed_ips = host.device.allowed_ips
+        prefixes_moved = allowed_ips.generation != self._generation
+        keys_for_peer = allowed_ips.keys_for_peer
+        known = self._peers
+        append = parts.append
+        for peer in peers:
+            text = known.get(peer)
+            if (text is None or text[0] is not peer.handshake.preshared_key
+                    or text[1] is not peer.endpoint
+                    or text[2] != peer.persistent_keepalive_interval
+                    or (prefixes_moved and text[3] != keys_for_peer(peer))):
+                text = _peer_text(peer, keys_for_peer(peer))
+            kept[peer] = text
+            append(text[4])
+            wall, tx, rx = peer.last_handshake_wall, peer.tx_bytes, peer.rx_bytes
+            if wall or tx or rx:
+                seconds, nanoseconds = _split_time(wall)
+                append(f"last_handshake_time_sec={seconds}\nlast_handshake_time_nsec="
+                       f"{nanoseconds}\ntx_bytes={tx}\nrx_bytes={rx}\n".encode())
+            else:
+                append(_NO_TRAFFIC)
+            append(text[5])
+
+
+_NO_TRAFFIC = (b"last_handshake_time_sec=0\nlast_handshake_time_nsec=0\n"
+               b"tx_bytes=0\nrx_bytes=0\n")
+# What a peer's lines were made from (preshared key, endpoint, keepalive interval, prefixes)
+# and the lines before and after its counters.
+_PeerText = tuple[bytes, Endpoint | None, int, tuple[PrefixKey, ...], bytes, bytes]
+
+
+def _peer_text(peer: Peer, prefixes: tuple[PrefixKey, ...]) -> _PeerText:
+    preshared_key, endpoint = peer.handshake.preshared_key, peer.endpoint
+    keepalive = peer.persistent_keepalive_interval
+    head = (f"public_key={peer.public_key.hex()}\npreshared_key={preshared_key.hex()}\n"
+            "protocol_version=1\n"
+            + ("" if endpoint is None else f"endpoint={format_endpoint(endpoint)}\n"))
+    tail = (f"persistent_keepalive_interval={keepalive}\n"
+            + "".join(f"allowed_ip={prefix_string(*key)}\n" for key in prefixes))
+    return preshared_key, endpoint, keepalive, prefixes, head.encode(), tail.encode()
+
+
 def format_get(host: DeviceHost) -> str:
-    """The body of a `get=1` answer without its `errno=0` line; run it inside host.call."""
-    device = host.device
-    lines: list[str] = []
-    if device.private_key is not None:
-        lines.append(f"private_key={device.private_key.hex()}")
-    port = host.listen_port()
-    if port:
-        lines.append(f"listen_port={port}")
-    mark = host.fwmark()
-    if mark:
-        lines.append(f"fwmark={mark}")
-    keys_for_peer = device.allowed_ips.keys_for_peer
-    for peer in device.peers.values():
-        endpoint = peer.endpoint
-        seconds, nanoseconds = _split_time(peer.last_handshake_wall)
-        lines.append(
-            f"public_key={peer.public_key.hex()}\n"
-            f"preshared_key={peer.preshared_key.hex()}\n"
-            "protocol_version=1"
-            + ("" if endpoint is None else f"\nendpoint={format_endpoint(endpoint)}")
-            + f"\nlast_handshake_time_sec={seconds}\n"
-            f"last_handshake_time_nsec={nanoseconds}\n"
-            f"tx_bytes={peer.tx_bytes}\n"
-            f"rx_bytes={peer.rx_bytes}\n"
-            f"persistent_keepalive_interval={peer.persistent_keepalive_interval}")
-        lines.extend(f"allowed_ip={prefix_string(*key)}" for key in keys_for_peer(peer))
-    lines.append("")
-    return "\n".join(lines)
+    """The body of a `get=1` answer without its `errno=0` line, made afresh (GetFormatter
+    keeps text between gets); calls host.call."""
+    return GetFormatter().reply(host).decode().removesuffix("errno=0\n\n")
 
 
 def format_drops(host: DeviceHost) -> str:

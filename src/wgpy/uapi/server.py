@@ -39,11 +39,11 @@ from wgpy.io.filewatch import FileWatch
 from wgpy.uapi.framing import Close, Get, Reply, RequestStream, Set, errno_reply
 from wgpy.uapi.protocol import (
     DeviceHost,
+    GetFormatter,
     SetRequest,
     UapiError,
     apply_set,
     format_drops,
-    format_get,
 )
 from wgpy.uapi.text import ENOANO, socket_path
 from wgpy.uapi.text import socket_dir as default_socket_dir
@@ -104,6 +104,7 @@ class UapiServer:
         self._accepting = False
         self._closing = False
         self._socket_lost = False
+        self._get_formatter = GetFormatter()
 
     @property
     def path(self) -> str:
@@ -342,7 +343,7 @@ class UapiServer:
                 self._drop(client)
                 return
             if isinstance(request, Get):
-                self._send(client, self._get(format_drops if request.drops else format_get),
+                self._send(client, self._get_drops() if request.drops else self._get(),
                            keep_open=True)
             elif isinstance(request, Set):
                 self._send(client, self._apply(request.request), keep_open=True)
@@ -423,10 +424,15 @@ class UapiServer:
 
     # ------------------------------------------------------------------ operations
 
-    def _get(self, formatter: Callable[[DeviceHost], str]) -> bytes:
-        """`get=1` (format_get) or wgpyd's own `wgpy_get=1` (format_drops)."""
+    def _get(self) -> bytes:
+        """`get=1`, from text kept between gets (GetFormatter)."""
+        host, formatter = self.host, self._get_formatter
+        return self._run(lambda: formatter.reply(host))
+
+    def _get_drops(self) -> bytes:
+        """wgpyd's own `wgpy_get=1`."""
         host = self.host
-        return self._run(lambda: host.call(lambda: formatter(host)).encode() + b"errno=0\n\n")
+        return self._run(lambda: host.call(lambda: format_drops(host)).encode() + b"errno=0\n\n")
 
     def _apply(self, request: SetRequest) -> bytes:
         def apply() -> bytes:
