@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=""
-    for pkg in wireguard-go wireguard-tools iperf3 iproute2 iputils-ping nftables systemd zbar-tools chromium; do
+    for pkg in wireguard-go wireguard-tools iperf3 iproute2 iputils-ping nftables conntrack systemd zbar-tools chromium; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
     done
     if [ -n "$need" ]; then

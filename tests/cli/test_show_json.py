@@ -11,6 +11,7 @@ import tempfile
 
 import pytest
 
+from wgpy.cli.directpaths import DIRECT, RELAYED, Link
 from wgpy.cli.jsonview import (
     SCHEMA_VERSION,
     configured_allowed_ips,
@@ -30,7 +31,7 @@ PEER_KEYS = {"public_key": str, "name": (str, type(None)), "has_preshared_key": 
              "endpoint": (str, type(None)), "allowed_ips": list, "latest_handshake": int,
              "transfer_rx": int, "transfer_tx": int,
              "persistent_keepalive": (int, type(None)), "path": str,
-             "via": (str, type(None))}
+             "via": (str, type(None)), "path_since": (float, type(None))}
 
 
 def keypair() -> tuple[str, str]:
@@ -80,7 +81,7 @@ def test_document_schema_and_no_secrets():
                     "has_preshared_key": True, "endpoint": "192.0.2.1:51820",
                     "allowed_ips": ["10.0.0.2/32"], "latest_handshake": 1700000000,
                     "transfer_rx": 10, "transfer_tx": 20, "persistent_keepalive": 25,
-                    "path": "direct", "via": None}
+                    "path": "direct", "via": None, "path_since": None}
     text = json.dumps(doc)
     for secret in (private, psk):
         assert key_to_base64(secret) not in text and secret.hex() not in text
@@ -109,6 +110,28 @@ def test_path_says_direct_relayed_or_unrouted():
     paths = [(peer["path"], peer["via"]) for peer in doc["interfaces"][0]["peers"]]
     assert paths == [("direct", None), ("direct", None), ("relayed", key_to_base64(hub)),
                      ("unrouted", None)]
+
+
+def test_path_since_comes_from_the_punch_agents_links():
+    """A spoke's direct entry without prefixes (relayed: they sit on the hub's catch-all) is
+    routed by the prefixes its link records; since when is the link's."""
+    hub, relayed, direct = (public_key(generate_private_key(os.urandom)) for _ in range(3))
+    private = generate_private_key(os.urandom)
+    device = DeviceConfig(name="wg9", private_key=private, public_key=public_key(private),
+                          listen_port=51820, peers=[
+        PeerConfig(public_key=hub, allowed_ips=[AllowedIP(ipaddress.ip_address("10.0.0.0"), 24)]),
+        PeerConfig(public_key=relayed),
+        PeerConfig(public_key=direct,
+                   allowed_ips=[AllowedIP(ipaddress.ip_address("10.0.0.4"), 32)])])
+    links = {relayed: Link(relayed, ["10.0.0.3/32"], RELAYED, since=1700000000.5),
+             direct: Link(direct, ["10.0.0.4/32"], DIRECT, since=1700000100.0)}
+    doc = document([interface_document(device, {}, None, {}, links)])
+    check_schema(doc)
+    paths = [(peer["path"], peer["via"], peer["path_since"])
+             for peer in doc["interfaces"][0]["peers"]]
+    assert paths == [("direct", None, None),
+                     ("relayed", key_to_base64(hub), 1700000000.5),
+                     ("direct", None, 1700000100.0)]
 
 
 @pytest.mark.root

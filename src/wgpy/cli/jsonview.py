@@ -14,7 +14,8 @@ The schema is stable (SCHEMA_VERSION; README "wgpy show --json"): keys are only 
                                 "transfer_rx": bytes, "transfer_tx": bytes,
                                 "persistent_keepalive": seconds | null,
                                 "path": "direct" | "relayed" | "unrouted",   (schema 2)
-                                "via": "base64" | null}]}]}                  (schema 2)
+                                "via": "base64" | null,                      (schema 2)
+                                "path_since": epoch seconds | null}]}]}      (schema 3)
 
 `path` says where traffic for the peer goes now: the live AllowedIPs table is asked which peer
 gets a packet for the peer's first address (its first AllowedIPs entry in the configuration
@@ -28,8 +29,11 @@ are set, as `wg show` says "(hidden)".
 """
 
 import contextlib
+import ipaddress
 from typing import Any
 
+from wgpy.cli.directpaths import Link
+from wgpy.cli.pathstate import load_links
 from wgpy.cli.route import routing_table
 from wgpy.config.model import AllowedIP, DeviceConfig, PeerConfig
 from wgpy.config.names import interface_peer_names, remembered_config_file
@@ -38,7 +42,7 @@ from wgpy.config.values import ConfigError, parse_allowed_ips
 from wgpy.core.keys import KeyFormatError, key_from_base64, key_to_base64
 from wgpy.uapi.client import get_device, get_drops
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def configured_allowed_ips(text: str) -> dict[bytes, list[AllowedIP]]:
@@ -71,13 +75,17 @@ def _read_configured(path: str | None) -> dict[bytes, list[AllowedIP]]:
         return {}
 
 
-def _paths(device: DeviceConfig, configured: dict[bytes, list[AllowedIP]]
-           ) -> list[tuple[str, str | None]]:
+def _paths(device: DeviceConfig, configured: dict[bytes, list[AllowedIP]],
+           links: dict[bytes, Link]) -> list[tuple[str, str | None]]:
     """(path, via) per peer of `device` (module docstring)."""
     table = routing_table(device)
     answers: list[tuple[str, str | None]] = []
     for index, peer in enumerate(device.peers):
-        prefixes = configured.get(peer.public_key) or peer.allowed_ips
+        link = links.get(peer.public_key)
+        prefixes = configured.get(peer.public_key) or (
+            [AllowedIP(n.network_address, n.prefixlen)
+             for n in map(ipaddress.ip_network, link.prefixes)] if link is not None else []
+        ) or peer.allowed_ips
         owner = table.lookup(prefixes[0].network.network_address.packed) if prefixes else None
         if owner is None:
             answers.append(("unrouted", None))
@@ -89,7 +97,7 @@ def _paths(device: DeviceConfig, configured: dict[bytes, list[AllowedIP]]
 
 
 def _peer(peer: PeerConfig, names: dict[bytes, str],
-          path: tuple[str, str | None]) -> dict[str, Any]:
+          path: tuple[str, str | None], link: Link | None) -> dict[str, Any]:
     return {
         "public_key": key_to_base64(peer.public_key),
         "name": names.get(peer.public_key),
@@ -102,17 +110,19 @@ def _peer(peer: PeerConfig, names: dict[bytes, str],
         "persistent_keepalive": peer.persistent_keepalive or None,
         "path": path[0],
         "via": path[1],
+        "path_since": link.since if link is not None else None,
     }
 
 
 def interface_document(device: DeviceConfig, names: dict[bytes, str],
                        drops: dict[str, int] | None,
-                       configured: dict[bytes, list[AllowedIP]] | None = None
-                       ) -> dict[str, Any]:
+                       configured: dict[bytes, list[AllowedIP]] | None = None,
+                       links: dict[bytes, Link] | None = None) -> dict[str, Any]:
     """One interface of the document; `names` from config.names, `drops` None when the
     device keeps no drop counters (wireguard-go), `configured` the AllowedIPs its file
-    gives each peer (configured_allowed_ips)."""
-    paths = _paths(device, configured or {})
+    gives each peer (configured_allowed_ips), `links` what `wgpy punch` manages."""
+    links = links or {}
+    paths = _paths(device, configured or {}, links)
     return {
         "name": device.name,
         "public_key": key_to_base64(device.public_key) if device.public_key else None,
@@ -120,8 +130,8 @@ def interface_document(device: DeviceConfig, names: dict[bytes, str],
         "listen_port": device.listen_port,
         "fwmark": device.fwmark or None,
         "drops": drops,
-        "peers": [_peer(peer, names, path) for peer, path in zip(device.peers, paths,
-                                                                  strict=True)],
+        "peers": [_peer(peer, names, path, links.get(peer.public_key))
+                  for peer, path in zip(device.peers, paths, strict=True)],
     }
 
 
@@ -147,5 +157,6 @@ def collect(names: list[str], config_file: str | None = None) -> tuple[dict[str,
             drops = None
         path = config_file or remembered_config_file(name)
         interfaces.append(interface_document(device, interface_peer_names(name, config_file),
-                                             drops, _read_configured(path)))
+                                             drops, _read_configured(path),
+                                             load_links(name)[1]))
     return document(interfaces), errors

@@ -23,6 +23,7 @@ from wgpy import __version__
 from wgpy.cli import jsonview
 from wgpy.cli.check import cmd_check
 from wgpy.cli.mesh import cmd_mesh
+from wgpy.cli.punch import cmd_punch, cmd_show_paths
 from wgpy.cli.qr import cmd_qr
 from wgpy.cli.reresolve import cmd_reresolve, is_hostname_endpoint
 from wgpy.cli.route import cmd_route
@@ -68,6 +69,9 @@ EXTRAS = (
     ("qr", "Shows a wg-quick file as a QR code for the WireGuard mobile apps"),
     ("reresolve", "Resolves endpoint hostnames again for peers whose handshakes stalled"),
     ("serve", "Serves a live status page, Prometheus /metrics and /json (read-only)"),
+    ("punch", "Finds direct paths to other spokes through the hub's `serve` /json"),
+    ("show <interface> --paths", "Shows per peer whether traffic goes direct or through the "
+                                 "hub, and since when"),
 )
 SET_USAGE = ("<interface> [listen-port <port>] [fwmark <mark>] [private-key <file path>] "
              "[peer <base64 public key> [remove] [preshared-key <file path>] "
@@ -170,6 +174,8 @@ def cmd_show(command: str, args: list[str]) -> int:
         return cmd_show_json(command, [a for a in args if a != "--json"])
     if "--drops" in args:
         return cmd_show_drops([a for a in args if a != "--drops"])
+    if "--paths" in args:
+        return cmd_show_paths(program_name(), [a for a in args if a != "--paths"])
     if len(args) > 2:
         _show_usage(command)
         return 1
@@ -347,6 +353,7 @@ HANDLERS: dict[str, Callable[[str, list[str]], int]] = {
     "qr": lambda _command, args: cmd_qr(program_name(), args),
     "reresolve": lambda _command, args: cmd_reresolve(program_name(), args),
     "serve": lambda _command, args: cmd_serve(program_name(), args),
+    "punch": lambda _command, args: cmd_punch(program_name(), args),
 }
 
 
