@@ -164,14 +164,19 @@ def _stop(ns: Namespace, iface: str, process: subprocess.Popen) -> None:
     try:
         process.wait(timeout=5)
     except subprocess.TimeoutExpired:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(SOCKET_DIR, f"{iface}.sock"))
+
+
+def end_process(process: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Terminate a process we started (by its PID), killing it if it does not exit."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def start_wireguard_go(ns: Namespace, iface: str) -> contextlib.AbstractContextManager:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from wgpy.cli.check import check_file, check_together, read
+from wgpy.cli.punch import hub_from_config
 from wgpy.config.parser import read_config
 
 from clilab import run_wgpy
@@ -73,6 +74,22 @@ def test_hub_relays_for_nodes_behind_nats(tmp_path):
     assert all(section["AllowedIPs"].endswith("/32") for section in hub.values())
     assert hub["laptop"]["PresharedKey"] == laptop["hub"]["PresharedKey"]
     assert findings(files) == []
+
+
+def test_punch_says_where_the_hub_publishes_in_comments(tmp_path):
+    files = generate(tmp_path, "--hub", "hub", "--punch", "hub=198.51.100.1", "laptop",
+                     "office=203.0.113.9")
+    laptop = files["laptop"].read_text()
+    assert hub_from_config(laptop) == "http://10.100.0.1:9586/json"
+    assert hub_from_config(files["office"].read_text()) is None  # reachable: needs none
+    assert "wgpy serve --listen 10.100.0.1:9586 hub" in files["hub"].read_text()
+    # comments only (wg-quick ignores them): the file reads as one without --punch
+    assert next(line for line in laptop.splitlines() if "PunchHub" in line).startswith("#")
+    device = read_config(str(files["laptop"]), quick=True)
+    assert device.quick.addresses == ["10.100.0.2/32"] and len(device.peers) == 2
+    assert findings(files) == []
+    result = run_wgpy("mesh", "-o", str(tmp_path / "x"), "--punch", "a=192.0.2.1", "b")
+    assert result.returncode == 1 and "--punch needs --hub" in result.stderr
 
 
 def test_nodes_behind_nats_without_a_hub_are_reported(tmp_path):

@@ -67,11 +67,12 @@ def new_node(ns: Namespace, iface: str, implementation: str) -> Node:
 
 
 @contextmanager
-def up_file(ns: Namespace, iface: str, implementation: str, path: str) -> Iterator[None]:
-    """`wg-quick up PATH` with the implementation's tool; `down` afterwards (deleting the
-    link also stops the daemon the tool started)."""
+def up_file(ns: Namespace, iface: str, implementation: str, path: str,
+            env: dict | None = None) -> Iterator[None]:
+    """`wg-quick up PATH` with the implementation's tool (`env` instead of ours); `down`
+    afterwards (deleting the link also stops the daemon the tool started)."""
     tool = TOOLS[implementation]
-    env = dict(os.environ, WG_QUICK_USERSPACE_IMPLEMENTATION=implementation)
+    env = dict(env or os.environ, WG_QUICK_USERSPACE_IMPLEMENTATION=implementation)
     result = ns.run(tool, "up", path, env=env, check=False)
     assert result.returncode == 0, f"{tool} up {iface}: {result.stderr}"
     try:

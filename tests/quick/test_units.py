@@ -25,6 +25,8 @@ pytestmark = pytest.mark.root
 QUICK = "wgpy-quick@.service"
 DAEMON = "wgpyd@.service"
 RERESOLVE = "wgpy-reresolve@.service"
+PUNCH = "wgpy-punch@.service"
+ALL_UNITS = sorted([QUICK, DAEMON, RERESOLVE, PUNCH])
 
 
 def unit_commands(text: str, instance: str) -> dict[str, list[str]]:
@@ -51,7 +53,7 @@ def unit_dir(root_netns: None):
             [sys.executable, "-m", "wgpy.quick.main", "install-units", directory],
             capture_output=True, text=True, check=True,
         )
-        assert sorted(os.listdir(directory)) == sorted([QUICK, DAEMON, RERESOLVE]), result.stderr
+        assert sorted(os.listdir(directory)) == ALL_UNITS, result.stderr
         yield directory
 
 
@@ -62,7 +64,7 @@ def read(directory: str, name: str) -> str:
 
 def test_install_units_names_the_installed_commands(tmp_path):
     written = units.install_units(str(tmp_path), bindir="/opt/wgpy/bin")
-    assert sorted(os.path.basename(path) for path in written) == sorted([QUICK, DAEMON, RERESOLVE])
+    assert sorted(os.path.basename(path) for path in written) == ALL_UNITS
     quick = unit_commands(read(str(tmp_path), QUICK), "wg7")
     assert quick["ExecStart"] == ["/opt/wgpy/bin/wgpy-quick", "up", "wg7"]
     assert quick["ExecStop"] == ["/opt/wgpy/bin/wgpy-quick", "down", "wg7"]
@@ -73,9 +75,11 @@ def test_install_units_names_the_installed_commands(tmp_path):
     reresolve = unit_commands(read(str(tmp_path), RERESOLVE), "wg7")
     assert reresolve["ExecStart"] == ["/opt/wgpy/bin/wgpy", "reresolve", "wg7", "--interval",
                                       "30"]
+    punch = unit_commands(read(str(tmp_path), PUNCH), "wg7")
+    assert punch["ExecStart"] == ["/opt/wgpy/bin/wgpy", "punch", "wg7"]
 
 
-@pytest.mark.parametrize("name", [QUICK, DAEMON, RERESOLVE])
+@pytest.mark.parametrize("name", [QUICK, DAEMON, RERESOLVE, PUNCH])
 def test_systemd_analyze_verify_finds_nothing(unit_dir, name):
     result = subprocess.run(["systemd-analyze", "verify", os.path.join(unit_dir, name)],
                             capture_output=True, text=True)

@@ -38,7 +38,7 @@ from wgpy.uapi.client import get_device, set_device
 log = logging.getLogger("wgpy.punch")
 
 DEFAULT_HUB_PORT = 9586  # `wgpy serve`'s default port
-_HUB_COMMENT = re.compile(r"^\s*#\s*PunchHub\s*=\s*(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
+_HUB_COMMENT = re.compile(r"^\s*#\s*PunchHub\s*=\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
 class HubError(Exception):

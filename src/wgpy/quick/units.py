@@ -1,7 +1,9 @@
 """systemd units for wgpy: `wgpy-quick@.service` (as wireguard-tools' wg-quick@.service),
 `wgpyd@.service` (a bare device, configured by something else over UAPI) and
 `wgpy-reresolve@.service` (endpoint hostnames of a wgpy-quick interface resolved again when a
-peer's handshakes stall: `wgpy reresolve`, cli/reresolve.py).
+peer's handshakes stall: `wgpy reresolve`, cli/reresolve.py) and `wgpy-punch@.service` (direct
+paths to the other spokes of a hub-and-spoke network: `wgpy punch`, cli/punch.py, which finds
+the hub in the interface's file, `# PunchHub = URL` as `wgpy mesh --punch` writes it).
 
 The units name the installed commands by absolute path, found where pip put this
 interpreter's scripts: systemd's PATH does not include a virtualenv or pyenv, and a unit that
@@ -71,8 +73,25 @@ Restart=on-failure
 WantedBy=wgpy-quick@%i.service
 """
 
+# Started and stopped with the wgpy-quick unit like the re-resolver; on stop it removes the
+# direct entries it made and gives their prefixes back to the hub.
+PUNCH_UNIT = """\
+[Unit]
+Description=WireGuard (wgpy) direct paths to other spokes for %I
+After=wgpy-quick@%i.service
+BindsTo=wgpy-quick@%i.service
+Documentation=https://www.wireguard.com/
+
+[Service]
+ExecStart={bindir}/wgpy punch %i
+Restart=on-failure
+
+[Install]
+WantedBy=wgpy-quick@%i.service
+"""
+
 UNITS = {"wgpy-quick@.service": QUICK_UNIT, "wgpyd@.service": DAEMON_UNIT,
-         "wgpy-reresolve@.service": RERESOLVE_UNIT}
+         "wgpy-reresolve@.service": RERESOLVE_UNIT, "wgpy-punch@.service": PUNCH_UNIT}
 
 
 def scripts_dir() -> str:
