@@ -201,9 +201,10 @@ def test_help_is_wgs_usage_then_the_extra_commands(wireguard_go, word):
     heading, *extras = wgpy.stdout[len(wg.stdout):].strip("\n").splitlines()
     assert heading == "Additional subcommands (wgpy only, not in wg):"
     names = [line.strip().partition(":")[0] for line in extras]
-    assert names == ["show <interface> --drops", "show [<interface>] --json", "route", "check",
-                     "mesh", "qr", "reresolve", "serve"]
-    for name in names[2:]:
+    assert names == ["show <interface> --drops", "show [<interface>] --json",
+                     "show <interface> --paths", "route", "check", "mesh", "qr", "reresolve",
+                     "serve", "punch"]
+    for name in names[3:]:
         result = run_wgpy(name, "--help")
         assert f"sage: wg {name}" in result.stdout + result.stderr, name
 

@@ -63,6 +63,8 @@ SUBCOMMANDS = (
 EXTRAS = (
     ("show <interface> --drops", "Shows why packets were dropped, by named reason (wgpyd only)"),
     ("show [<interface>] --json", "Shows wg show's fields, peer names and drops as JSON"),
+    ("show <interface> --paths", "Shows per peer whether traffic goes direct or through the "
+                                 "hub, and since when"),
     ("route", "Shows which peer gets a packet for each address, from an interface or a file"),
     ("check", "Reports what in WireGuard configuration files will not work"),
     ("mesh", "Writes a wg-quick configuration file per node of a whole network"),
@@ -70,8 +72,6 @@ EXTRAS = (
     ("reresolve", "Resolves endpoint hostnames again for peers whose handshakes stalled"),
     ("serve", "Serves a live status page, Prometheus /metrics and /json (read-only)"),
     ("punch", "Finds direct paths to other spokes through the hub's `serve` /json"),
-    ("show <interface> --paths", "Shows per peer whether traffic goes direct or through the "
-                                 "hub, and since when"),
 )
 SET_USAGE = ("<interface> [listen-port <port>] [fwmark <mark>] [private-key <file path>] "
              "[peer <base64 public key> [remove] [preshared-key <file path>] "
