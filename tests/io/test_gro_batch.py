@@ -18,6 +18,7 @@ from wgpy.core.drops import Drop
 from wgpy.inmemory import Pair, Side, ipv4_packet
 from wgpy.io.loop import Tunnel
 from wgpy.io.memory import ChannelTun
+from wgpy.io import udp
 from wgpy.io.udp import UdpSocket
 
 from netlab import Namespace, in_namespace, unique_name
@@ -40,19 +41,20 @@ def wait_for(predicate, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def record_bundles(tunnel: Tunnel) -> list[tuple[int, int]]:
-    """(length, segment size) of every receive the loop makes from now on."""
+def record_bundles(tunnel: Tunnel, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(length, segment size) of every receive the loop makes from now on, on its listening
+    socket or on a lane (an authenticated sender's datagrams arrive on its lane)."""
     assert tunnel.udp is not None and tunnel.udp.gro
     bundles: list[tuple[int, int]] = []
-    real_receive = tunnel.udp.receive
+    real_receive = udp.receive_from
 
-    def recording_receive():
-        result = real_receive()
+    def recording_receive(*args):
+        result = real_receive(*args)
         if result is not None:
             bundles.append((len(result[0]), result[1]))
         return result
 
-    tunnel.udp.receive = recording_receive  # type: ignore[method-assign]
+    monkeypatch.setattr(udp, "receive_from", recording_receive)
     return bundles
 
 
@@ -74,12 +76,12 @@ def handshake(client: Side, server: Side, tunnel: Tunnel, sock: UdpSocket,
     return endpoint, first
 
 
-def test_a_bad_datagram_in_a_gro_bundle_costs_only_itself():
+def test_a_bad_datagram_in_a_gro_bundle_costs_only_itself(monkeypatch):
     pair = Pair()
     client, server = pair.a, pair.b
     tun = ChannelTun()
     tunnel = Tunnel(tun, server.device, UdpSocket, keep_warm=0)
-    bundles = record_bundles(tunnel)
+    bundles = record_bundles(tunnel, monkeypatch)
     sock = UdpSocket(0)  # the client's
     thread = threading.Thread(target=tunnel.run)
     thread.start()
@@ -112,7 +114,7 @@ def test_a_bad_datagram_in_a_gro_bundle_costs_only_itself():
 
 
 @pytest.mark.root
-def test_reassembled_fragments_and_bundles_of_mixed_sizes_all_arrive(root_netns):
+def test_reassembled_fragments_and_bundles_of_mixed_sizes_all_arrive(root_netns, monkeypatch):
     """In a namespace whose loopback is 1280 bytes wide, full-size tunnel datagrams (1452
     bytes) cannot go in a GSO send: they leave one by one, are fragmented and arrive
     reassembled, one per receive, between GRO bundles of smaller datagrams of several sizes.
@@ -124,7 +126,7 @@ def test_reassembled_fragments_and_bundles_of_mixed_sizes_all_arrive(root_netns)
         tun = ChannelTun()
         tunnel, sock = in_namespace(ns, lambda: (
             Tunnel(tun, server.device, UdpSocket, keep_warm=0), UdpSocket(0)))
-        bundles = record_bundles(tunnel)
+        bundles = record_bundles(tunnel, monkeypatch)
         thread = threading.Thread(target=tunnel.run)
         thread.start()
         try:

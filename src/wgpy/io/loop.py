@@ -21,6 +21,13 @@ queues them; the loop finishes queued handshakes after the packets of each wake-
 most HANDSHAKE_SLICE seconds, so data never waits behind a pile of handshakes and UAPI calls
 are never starved. The queue's depth is what puts the core "under load" (handshakequeue.py).
 
+A flood can still outrun the thread that reads the socket. So each endpoint that
+authenticated gets a lane (lanes.py): a connected socket of its own that the kernel gives
+its datagrams to. The loop reads lanes and the TUN first and the listening socket, where
+new peers and floods arrive, last, and while lanes or the TUN had work in the same wake-up
+only LISTEN_SHARE datagrams of it: the rest of a flood waits in, and overflows, a buffer no
+established peer's data is in.
+
 Like wireguard-go, the UDP port is bound from the start (a random one until ListenPort is
 set), traffic flows only while the interface is up, and taking it down forgets every session.
 
@@ -43,7 +50,8 @@ from wgpy.core.constants import MESSAGE_TRANSPORT_DATA
 from wgpy.core.device import Device
 from wgpy.core.keys import key_to_base64
 from wgpy.core.peer import Endpoint
-from wgpy.io.protocols import Bind, BindOpener, ControlMessage, TunDevice
+from wgpy.io.lanes import Lanes
+from wgpy.io.protocols import Bind, BindOpener, ControlMessage, Lane, TunDevice
 from wgpy.io.routewatch import RouteEvents
 from wgpy.io.tun import InterfaceGone
 from wgpy.io.udp import normalize
@@ -53,6 +61,8 @@ log = logging.getLogger("wgpy.loop")
 T = TypeVar("T")
 
 BATCH = 128
+# Datagrams read from the listening socket per wake-up while lanes or the TUN also had work.
+LISTEN_SHARE = 16
 # Seconds of queued handshakes finished per wake-up, after its packets (at least one each).
 HANDSHAKE_SLICE = 0.0005
 
@@ -97,6 +107,7 @@ class Tunnel:
         self.tun_write_errors = 0
         self.udp_send_errors = 0
         self.internal_errors = 0
+        self.lanes = Lanes(self._watch, self._epoll.unregister)
         self._bind(0)
 
     # ------------------------------------------------------------------ DeviceHost
@@ -149,8 +160,12 @@ class Tunnel:
         with contextlib.suppress(OSError):
             os.eventfd_write(self._wake, 1)
 
+    def _watch(self, fd: int) -> None:
+        self._epoll.register(fd, select.EPOLLIN)
+
     def _bind(self, port: int) -> None:
         new = self._open_bind(port, self._fwmark)
+        self.lanes.close_all()  # (bound to the old port)
         if self.udp is not None:
             self._epoll.unregister(self.udp.fileno())
             self.udp.close()
@@ -178,6 +193,8 @@ class Tunnel:
         warmer = self._warmer
         links = self._links
         routes = self._routes
+        lanes = self.lanes
+        by_fd = lanes.by_fd
         try:
             while not self._stopping:
                 now = time.monotonic()
@@ -193,14 +210,20 @@ class Tunnel:
                 udp = self.udp
                 if not events and warming and not self.device.handshakes:
                     self._keep_warm()
+                listening = False  # the listening socket is read last
+                busy = False  # lanes or the TUN had work
                 for fd, _ in events:
                     try:
                         if fd == self.tun.fd:
+                            busy = True
                             if self._drain_tun(now):
                                 last_traffic = now
-                        elif udp is not None and fd == udp.fileno():
-                            if self._drain_udp(udp, now):
+                        elif fd in by_fd:
+                            busy = True
+                            if self._drain_udp(by_fd[fd].lane, now, lane=fd):
                                 last_traffic = now
+                        elif udp is not None and fd == udp.fileno():
+                            listening = True
                         elif fd == self._wake:
                             self._run_calls()
                         elif fd == links.fileno() and links.drain():
@@ -212,11 +235,19 @@ class Tunnel:
                     except Exception:  # a bug must cost a batch, not the interface
                         self.internal_errors += 1
                         log.exception("internal error in the data loop; batch dropped")
+                if listening and udp is self.udp and udp is not None:
+                    try:
+                        if self._drain_udp(udp, now, LISTEN_SHARE if busy else BATCH):
+                            last_traffic = now
+                    except Exception:
+                        self.internal_errors += 1
+                        log.exception("internal error in the data loop; batch dropped")
                 if self.device.handshakes:
                     self._run_handshakes()
                 deadline = self.device.next_deadline()
                 if deadline is not None and deadline <= now:
                     self.device.tick(now)
+                lanes.sweep(now)
                 self._flush_outbox()
                 if self.device.events:
                     self._log_events()
@@ -239,6 +270,7 @@ class Tunnel:
             calls, self._calls = self._calls, []
         for _, future in calls:
             future.set_exception(OSError(errno.ESHUTDOWN, "interface is shutting down"))
+        self.lanes.close_all()
         if self.udp is not None:
             self.udp.close()
             self.udp = None
@@ -272,22 +304,27 @@ class Tunnel:
         self._flush_outbox()
         return tunnel_traffic
 
-    def _drain_udp(self, udp: Bind, now: float) -> bool:
-        """Receive a batch (GRO-coalesced where it can), decrypt each datagram, write to TUN.
+    def _drain_udp(self, reader: Bind | Lane, now: float, limit: int = BATCH,
+                   lane: int | None = None) -> bool:
+        """Receive up to `limit` datagrams (GRO-coalesced where it can) from the listening
+        socket or from `lane` (its fd), decrypt each, write to TUN; an endpoint that
+        authenticated on the listening socket gets a lane.
         True if a packet went to the TUN: keepalives and handshakes (a 1,000-peer server gets
         dozens a second with nothing flowing) do not keep the path warm."""
         if not self._up:
             # The link may have come up since the last poll: `wg-quick up` returns as soon
             # as it is, and a peer's first initiation can be here before the poll notices.
             self._check_link()
+        udp = self.udp
+        assert udp is not None
         decrypt = self.device.decrypt
-        receive = udp.receive
+        receive = reader.receive
         packets: list[bytes] = []
         deliver = packets.append
         received = 0
         receives = 0
-        while received < BATCH:
-            if receives == 1 and not udp.waiting():
+        while received < limit:
+            if receives == 1 and not reader.waiting():
                 break  # the usual case on a quiet tunnel: no receive that ends in EAGAIN
             receives += 1
             try:
@@ -315,8 +352,13 @@ class Tunnel:
                     authenticated = True
                     if packet:
                         deliver(packet)
-            if pktinfo is not None and authenticated:
-                udp.remember_source(source, pktinfo)
+            if authenticated:
+                if pktinfo is not None:
+                    udp.remember_source(source, pktinfo)
+                if lane is None:
+                    self.lanes.authenticated(udp, source, pktinfo, now)
+                else:
+                    self.lanes.seen(lane, now)
         if packets:
             failures = self.tun.write_batch(packets)
             if failures:
@@ -369,6 +411,8 @@ class Tunnel:
                 source, pktinfo = authenticated
                 if pktinfo is not None:
                     udp.remember_source(source, cast(ControlMessage, pktinfo))
+                self.lanes.authenticated(udp, source, cast(ControlMessage | None, pktinfo),
+                                         time.monotonic())
             if time.monotonic() >= stop_at:
                 break
         self._flush_outbox()

@@ -1,10 +1,12 @@
 """In-memory TUN devices and UDP binds for the loop (wireguard-go's tun/tuntest and conn/bindtest).
 
 A ChannelTun is an interface whose packets a test injects and collects; a ChannelNetwork joins
-ChannelBinds by port, as loopback would. Both signal readiness through an eventfd, so the real
-loop (loop.py) sleeps in epoll on them exactly as on a TUN fd and a UDP socket: its batching,
-control replies, link changes and rebinding run without root, in milliseconds, with two
-Tunnels back to back in one process. Safe to feed from a test thread while the loop runs.
+ChannelBinds by port, as loopback would, and gives a datagram to the bind's lane for its
+sender (a ChannelLane) when there is one, as the kernel gives it to a connected socket.
+All signal readiness through an eventfd, so the real loop (loop.py) sleeps in epoll on them
+exactly as on a TUN fd and a UDP socket: its batching, control replies, link changes,
+lanes and rebinding run without root, in milliseconds, with two Tunnels back to back in one
+process. Safe to feed from a test thread while the loop runs.
 """
 
 import contextlib
@@ -145,6 +147,7 @@ class ChannelNetwork:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
         self._binds: dict[int, ChannelBind] = {}
+        self._lanes: dict[tuple[int, Endpoint], ChannelLane] = {}
         self._lock = threading.Lock()
         self._next_port = 40000
 
@@ -167,11 +170,24 @@ class ChannelNetwork:
     def deliver(self, data: bytes, source: Endpoint, destination: Endpoint) -> bool:
         """Carry one datagram; False when nothing listens there (a failed send)."""
         with self._lock:
-            bind = self._binds.get(destination[1]) if destination[0] == self.host else None
-        if bind is None:
+            if destination[0] != self.host:
+                return False
+            receiver: _Inbox | None = self._lanes.get((destination[1], source))
+            if receiver is None:
+                receiver = self._binds.get(destination[1])
+        if receiver is None:
             return False
-        bind.arrive(data, source)
+        receiver.arrive(data, source)
         return True
+
+    def add_lane(self, lane: "ChannelLane") -> None:
+        with self._lock:
+            self._lanes[lane.bind.port, lane.endpoint] = lane
+
+    def remove_lane(self, lane: "ChannelLane") -> None:
+        with self._lock:
+            if self._lanes.get((lane.bind.port, lane.endpoint)) is lane:
+                del self._lanes[lane.bind.port, lane.endpoint]
 
     def forget(self, bind: "ChannelBind") -> None:
         with self._lock:
@@ -179,32 +195,20 @@ class ChannelNetwork:
                 del self._binds[bind.port]
 
 
-class ChannelBind:
-    """A UDP socket on a ChannelNetwork. Each datagram arrives with a pktinfo naming the
-    address it was sent to; `sources` holds what the loop made sticky (remember_source),
-    `replies` what it sent once from an arrival address (reply_once), `sent` all it sent."""
+class _Inbox:
+    """Datagrams waiting to be received, each with a pktinfo naming `host`; `received`
+    counts the receives that returned one."""
 
-    gso = False
-    gro = False
-
-    def __init__(self, network: ChannelNetwork, port: int, fwmark: int) -> None:
-        self.network = network
-        self.port = port
-        self.fwmark = fwmark
-        self.pktinfo: ControlMessage = (socket.IPPROTO_IP, IP_PKTINFO,
-                                        socket.inet_aton(network.host))
-        self.sources: dict[Endpoint, ControlMessage] = {}
-        self.replies: list[tuple[Endpoint, bytes]] = []
-        self.sent: list[tuple[Endpoint, bytes]] = []
+    def __init__(self, host: str) -> None:
+        self.pktinfo: ControlMessage = (socket.IPPROTO_IP, IP_PKTINFO, socket.inet_aton(host))
         self._inbox: deque[tuple[bytes, Endpoint]] = deque()
         self._signal = _Signal()
+        self.received = 0
         self.closed = False
 
     def arrive(self, data: bytes, source: Endpoint) -> None:
         self._inbox.append((data, source))
         self._signal.set()
-
-    # the Bind protocol
 
     def fileno(self) -> int:
         return self._signal.fd
@@ -216,10 +220,49 @@ class ChannelBind:
         data, source = self._inbox.popleft()
         if self._inbox:
             self._signal.set()
+        self.received += 1
         return memoryview(data), len(data), source, self.pktinfo
 
     def waiting(self) -> bool:
         return bool(self._inbox)
+
+
+class ChannelLane(_Inbox):
+    """A bind's lane for one endpoint: the network hands it that endpoint's datagrams."""
+
+    def __init__(self, bind: "ChannelBind", endpoint: Endpoint) -> None:
+        super().__init__(bind.network.host)
+        self.bind = bind
+        self.endpoint = endpoint
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.bind.network.remove_lane(self)
+            self._signal.close()
+
+
+class ChannelBind(_Inbox):
+    """A UDP socket on a ChannelNetwork. Each datagram arrives with a pktinfo naming the
+    address it was sent to; `sources` holds what the loop made sticky (remember_source),
+    `replies` what it sent once from an arrival address (reply_once), `sent` all it sent,
+    `lanes` the lanes it opened (`refuse_lanes`: the kernel refuses them)."""
+
+    gso = False
+    gro = False
+
+    def __init__(self, network: ChannelNetwork, port: int, fwmark: int) -> None:
+        super().__init__(network.host)
+        self.network = network
+        self.port = port
+        self.fwmark = fwmark
+        self.sources: dict[Endpoint, ControlMessage] = {}
+        self.replies: list[tuple[Endpoint, bytes]] = []
+        self.sent: list[tuple[Endpoint, bytes]] = []
+        self.lanes: list[ChannelLane] = []
+        self.refuse_lanes = False
+
+    # the Bind protocol
 
     def send_batch(self, batch: list[tuple[Endpoint, bytes]]) -> int:
         failures = 0
@@ -237,6 +280,14 @@ class ChannelBind:
         self.sent.append((endpoint, data))
         if not self.network.deliver(data, self.network.endpoint(self), endpoint):
             raise OSError(errno.ECONNREFUSED, "nothing listens there")
+
+    def open_lane(self, endpoint: Endpoint, pktinfo: ControlMessage) -> ChannelLane:
+        if self.refuse_lanes:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        lane = ChannelLane(self, endpoint)
+        self.lanes.append(lane)
+        self.network.add_lane(lane)
+        return lane
 
     def route_changed(self) -> None:
         """(One host address, no routes: every source stays as it is.)"""

@@ -54,6 +54,18 @@ class TunDevice(Protocol):
     def close(self) -> None: ...
 
 
+class Lane(Protocol):
+    """A socket receiving one authenticated endpoint's datagrams (udp.py UdpLane, lanes.py)."""
+
+    def fileno(self) -> int: ...
+
+    def receive(self) -> Received | None: ...
+
+    def waiting(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class Bind(Protocol):
     """The bound UDP socket (udp.py)."""
 
@@ -79,6 +91,11 @@ class Bind(Protocol):
 
     def reply_once(self, endpoint: Endpoint, data: bytes, pktinfo: ControlMessage) -> None:
         """Send one datagram from the address in `pktinfo`, remembering nothing."""
+        ...
+
+    def open_lane(self, endpoint: Endpoint, pktinfo: ControlMessage) -> Lane | None:
+        """A socket of its own for `endpoint`'s datagrams to the address in `pktinfo`; None
+        where lanes do not apply; OSError if the kernel refuses."""
         ...
 
     def route_changed(self) -> None:

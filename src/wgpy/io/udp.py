@@ -91,6 +91,24 @@ def normalize(address: tuple) -> Endpoint:
     return host, port
 
 
+def _configure(sock: socket.socket, fwmark: int) -> None:
+    """What every socket of a bind gets before its bind(): buffers, mark, arrival addresses."""
+    for option, fallback in ((SO_RCVBUFFORCE, socket.SO_RCVBUF),
+                             (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, fallback, SOCKET_BUFFER_BYTES)
+    if fwmark:
+        sock.setsockopt(socket.SOL_SOCKET, SO_MARK, _MARK.pack(fwmark))
+    # On the dual-stack socket IPV6_PKTINFO covers IPv4 too (as ::ffff:a.b.c.d), both
+    # ways; asking for IP_PKTINFO as well would make every IPv4 datagram carry both.
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+
+
 def _open(port: int, fwmark: int) -> socket.socket:
     try:
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -100,20 +118,7 @@ def _open(port: int, fwmark: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         bind_address = ("0.0.0.0", port)
     try:
-        for option, fallback in ((SO_RCVBUFFORCE, socket.SO_RCVBUF),
-                                 (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, fallback, SOCKET_BUFFER_BYTES)
-        if fwmark:
-            sock.setsockopt(socket.SOL_SOCKET, SO_MARK, _MARK.pack(fwmark))
-        # On the dual-stack socket IPV6_PKTINFO covers IPv4 too (as ::ffff:a.b.c.d), both
-        # ways; asking for IP_PKTINFO as well would make every IPv4 datagram carry both.
-        if sock.family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
-        else:
-            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        _configure(sock, fwmark)
         sock.bind(bind_address)
         sock.setblocking(False)
     except BaseException:
@@ -437,28 +442,50 @@ class UdpSocket:
         With GRO the data holds several datagrams of `segment size` each (the last may be
         shorter); without, segment size is the whole length. `pktinfo` says which local
         address the datagrams were sent to (for `remember_source`). The view is only valid
-        until the next call.
+        until the next receive on this socket or any of its lanes.
         """
-        try:
-            length, ancillary, _, address = self.sock.recvmsg_into(
-                [self._receive_buffer], _ANCILLARY
-            )
-        except BlockingIOError:
-            return None
-        segment = length
-        pktinfo = None
-        for control in ancillary:
-            kind = control[1]
-            if kind == UDP_GRO and control[0] == socket.SOL_UDP:
-                segment = _GRO_SIZE.unpack_from(control[2])[0]
-            elif kind in (IPV6_PKTINFO, IP_PKTINFO):
-                pktinfo = control
-        return self._receive_view[:length], segment, address, pktinfo
+        return receive_from(self.sock, self._receive_buffer, self._receive_view)
 
     def waiting(self) -> bool:
         """Whether a datagram is queued: a zero-timeout poll, which (unlike a receive that
         finds nothing) raises no exception, whose path is cold on an idle tunnel."""
         return bool(self._waiting.poll(0))
+
+    def open_lane(self, endpoint: Endpoint, pktinfo: ControlMessage) -> "UdpLane | None":
+        """A socket of its own for `endpoint`'s datagrams to the local address `pktinfo`
+        names (see UdpLane); None where a lane does not apply (a link-local address, whose
+        scope a sockaddr would have to carry: such peers stay on this socket). OSError if
+        the kernel refuses (no route back, too many open files)."""
+        learned = _learned(pktinfo)
+        remote = self.sockaddr(endpoint)
+        if learned is None or "%" in remote[0] or remote[0].startswith("fe80"):
+            return None
+        local = learned[0]
+        if local.startswith("fe80"):
+            return None
+        if self.dual_stack and ":" not in local:
+            local = "::ffff:" + local
+        sock = socket.socket(self.sock.family, socket.SOCK_DGRAM)
+        try:
+            if self.dual_stack:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            _configure(sock, self.fwmark)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            # Only for the moment of this bind does the listening socket allow another on its
+            # port: afterwards nobody else (even of our uid) can bind it.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                sock.bind((local, self.port))
+            finally:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 0)
+            sock.connect(remote)  # (a UDP connect sends nothing)
+            sock.setblocking(False)
+            if self.gro:
+                sock.setsockopt(socket.SOL_UDP, UDP_GRO, 1)
+        except BaseException:
+            sock.close()
+            raise
+        return UdpLane(sock, self._receive_buffer, self._receive_view)
 
     def set_fwmark(self, fwmark: int) -> None:
         self.sock.setsockopt(socket.SOL_SOCKET, SO_MARK, _MARK.pack(fwmark))
@@ -469,3 +496,56 @@ class UdpSocket:
         self.sock.close()
         if self._routes is not None:
             self._routes.close()
+
+
+class UdpLane:
+    """A receive-only socket for one authenticated endpoint: bound to the bind's port and to
+    the local address that endpoint sends to, and connected to the endpoint.
+
+    The kernel delivers a datagram to the socket that matches it most exactly, so a
+    connected one gets its 4-tuple's datagrams and the listening socket only the rest:
+    handshakes from new or roaming peers, and anything an attacker sends. The loop reads lanes
+    first and the listening socket with a bounded share, so a flood of handshake messages
+    fills only the listening socket's buffer (the kernel drops the excess there) while an
+    established peer's data never queues behind it. Everything is still sent from the
+    listening socket (sticky sources, GSO, narrow paths: udp.py's send side is unchanged),
+    so on the wire nothing differs. The bind and the connect need SO_REUSEPORT on both
+    sockets; the listening socket allows it only for the moment of the bind.
+    """
+
+    def __init__(self, sock: socket.socket, buffer: bytearray, view: memoryview) -> None:
+        self.sock = sock
+        self._receive_buffer = buffer  # the bind's: the loop reads one socket at a time
+        self._receive_view = view
+        self._waiting = select.poll()
+        self._waiting.register(sock.fileno(), select.POLLIN)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def receive(self) -> Received | None:
+        """As UdpSocket.receive."""
+        return receive_from(self.sock, self._receive_buffer, self._receive_view)
+
+    def waiting(self) -> bool:
+        return bool(self._waiting.poll(0))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def receive_from(sock: socket.socket, buffer: bytearray, view: memoryview) -> Received | None:
+    """One recvmsg into `buffer` (see UdpSocket.receive); None when nothing waits."""
+    try:
+        length, ancillary, _, address = sock.recvmsg_into([buffer], _ANCILLARY)
+    except BlockingIOError:
+        return None
+    segment = length
+    pktinfo = None
+    for control in ancillary:
+        kind = control[1]
+        if kind == UDP_GRO and control[0] == socket.SOL_UDP:
+            segment = _GRO_SIZE.unpack_from(control[2])[0]
+        elif kind in (IPV6_PKTINFO, IP_PKTINFO):
+            pktinfo = control
+    return view[:length], segment, address, pktinfo
