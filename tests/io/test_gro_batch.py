@@ -16,9 +16,9 @@ import pytest
 
 from wgpy.core.drops import Drop
 from wgpy.inmemory import Pair, Side, ipv4_packet
+from wgpy.io import udp
 from wgpy.io.loop import Tunnel
 from wgpy.io.memory import ChannelTun
-from wgpy.io import udp
 from wgpy.io.udp import UdpSocket
 
 from netlab import Namespace, in_namespace, unique_name
@@ -127,7 +127,8 @@ def test_reassembled_fragments_and_bundles_of_mixed_sizes_all_arrive(root_netns,
         tunnel, sock = in_namespace(ns, lambda: (
             Tunnel(tun, server.device, UdpSocket, keep_warm=0), UdpSocket(0)))
         bundles = record_bundles(tunnel, monkeypatch)
-        thread = threading.Thread(target=tunnel.run)
+        # (in the namespace: the loop opens its lanes there)
+        thread = threading.Thread(target=lambda: in_namespace(ns, tunnel.run))
         thread.start()
         try:
             handshake(client, server, tunnel, sock, tun)

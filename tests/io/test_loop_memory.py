@@ -22,7 +22,7 @@ from wgpy.core.device import Device
 from wgpy.core.drops import Drop
 from wgpy.core.keys import generate_private_key
 from wgpy.inmemory import ipv4_packet
-from wgpy.io.loop import BATCH, Tunnel
+from wgpy.io.loop import BATCH, LISTEN_SHARE, Tunnel
 from wgpy.io.memory import ChannelBind, ChannelNetwork, ChannelTun
 
 
@@ -177,3 +177,108 @@ def test_the_loop_ends_when_the_interface_goes_away():
     with back_to_back() as (a, _):
         a.tun.delete()
         assert wait_for(lambda: a.tunnel.udp is None)  # run() returned and let go of the bind
+
+
+# ---------------------------------------------------------------------- lanes
+
+
+def test_an_authenticated_sender_gets_a_lane_and_its_datagrams_arrive_there():
+    with back_to_back() as (a, b):
+        first = ping(a, b, b"first")
+        assert b.tun.take(1) == [first]
+        a_endpoint = (b.bind.network.host, a.tunnel.listen_port())
+        assert b.tunnel.call(b.tunnel.lanes.endpoints) == [a_endpoint]
+        [lane] = b.bind.lanes  # (opened by the initiation that authenticated)
+        on_lane, on_listening_socket = lane.received, b.bind.received
+        later = [ping(a, b, bytes([i])) for i in range(5)]
+        assert b.tun.take(5) == later
+        assert lane.received == on_lane + 5 and b.bind.received == on_listening_socket
+        # the peer's replies still leave from the listening socket, as before
+        back = ping(b, a, b"back")
+        assert a.tun.take(1) == [back]
+        assert b.bind.sent[-1][0] == a_endpoint
+
+
+def test_no_lane_for_a_sender_that_did_not_authenticate():
+    with back_to_back() as (a, b):
+        sent = ping(a, b)
+        assert b.tun.take(1) == [sent]
+        stranger = ("127.0.0.1", 40999)
+        for _ in range(20):  # garbage and forged data from someone without a session
+            b.bind.network.deliver(b"\x04" + bytes(40), stranger, b.bind.network.endpoint(b.bind))
+            b.bind.network.deliver(b"\x01" + bytes(147), stranger, b.bind.network.endpoint(b.bind))
+        assert wait_for(lambda: b.bind.pending() == 0)
+        assert b.tunnel.call(b.tunnel.lanes.endpoints) == [(b.bind.network.host,
+                                                            a.tunnel.listen_port())]
+
+
+def test_lanes_are_read_first_and_the_listening_socket_gets_only_its_share():
+    """With a lane and the listening socket both full when the loop wakes, the lane is read
+    BATCH at a time and the listening socket LISTEN_SHARE per wake-up until the lane is
+    empty (not starved, not more), then BATCH at a time."""
+    with back_to_back() as (a, b):
+        sent = ping(a, b)
+        assert b.tun.take(1) == [sent]
+        [lane] = b.bind.lanes
+        order: list[str] = []
+        for name, inbox in (("lane", lane), ("listen", b.bind)):
+            def recording(real=inbox.receive, name=name):
+                result = real()
+                if result is not None:
+                    order.append(name)
+                return result
+            inbox.receive = recording  # type: ignore[method-assign]
+        gate = threading.Event()
+        blocked = threading.Thread(target=lambda: b.tunnel.call(gate.wait))
+        blocked.start()  # b's loop waits in this call while both fill up
+        try:
+            count = 2 * BATCH + 8  # three wake-ups' worth
+            packets = [ping(a, b, i.to_bytes(2, "big") * 4) for i in range(count)]
+            assert wait_for(lambda: lane.pending() == count)
+            stranger = ("127.0.0.1", 40999)
+            for _ in range(4 * BATCH):
+                b.bind.arrive(b"\xff" + bytes(31), stranger)  # no message type: dropped
+        finally:
+            gate.set()
+            blocked.join()
+        assert b.tun.take(count) == packets
+        assert wait_for(lambda: b.bind.pending() == 0)
+        last_of_lane = len(order) - 1 - order[::-1].index("lane")
+        assert order.count("lane") == count
+        assert 1 <= order[:last_of_lane].count("listen") <= 3 * LISTEN_SHARE
+        assert order.count("listen") == 4 * BATCH  # then all of it, BATCH per wake-up
+
+
+def test_a_roaming_peer_gets_a_lane_at_its_new_endpoint_and_traffic_follows():
+    with back_to_back() as (a, b):
+        sent = ping(a, b)
+        assert b.tun.take(1) == [sent]
+        a.tunnel.call(lambda: a.tunnel.set_listen_port(52111))  # a moves to another port
+        moved = ping(a, b, b"from the new port")
+        assert b.tun.take(1) == [moved]
+        host = b.bind.network.host
+        peer = next(iter(b.device.peers.values()))
+        assert peer.endpoint == (host, 52111)
+        assert set(b.tunnel.call(b.tunnel.lanes.endpoints)) >= {(host, 52111)}
+        back = ping(b, a, b"to the new port")
+        assert a.tun.take(1) == [back]
+        later = ping(a, b, b"on the new lane")
+        assert b.tun.take(1) == [later]
+        assert b.bind.lanes[-1].received >= 1
+
+
+def test_rebinding_closes_the_lanes_of_the_old_port():
+    with back_to_back() as (a, b):
+        sent = ping(a, b)
+        assert b.tun.take(1) == [sent]
+        [lane] = b.bind.lanes
+        b.tunnel.call(lambda: b.tunnel.set_listen_port(52222))
+        assert lane.closed and len(b.tunnel.lanes) == 0
+
+
+def test_a_refused_lane_leaves_the_peer_on_the_listening_socket():
+    with back_to_back() as (a, b):
+        b.bind.refuse_lanes = True  # (too many open files)
+        packets = [ping(a, b, bytes([i])) for i in range(3)]
+        assert b.tun.take(3) == packets
+        assert b.tunnel.lanes.refused >= 1 and len(b.tunnel.lanes) == 0

@@ -56,6 +56,7 @@ def lane_limit() -> int:
 class _Open:
     lane: Lane
     endpoint: Endpoint
+    pktinfo: ControlMessage  # the arrival it was opened for (its local address)
     seen: float  # when a datagram on it last authenticated
 
 
@@ -81,12 +82,16 @@ class Lanes:
 
     def authenticated(self, bind: Bind, endpoint: Endpoint, pktinfo: ControlMessage | None,
                       now: float) -> None:
-        """A datagram from `endpoint`, received on the listening socket at the local address
-        `pktinfo` names, authenticated: open its lane (unless it has one or none may be)."""
+        """A datagram from `endpoint`, received at the local address `pktinfo` names,
+        authenticated: open its lane, unless it has one or none may be. An endpoint whose
+        lane is bound to another local address (it now sends to another of ours) gets a
+        new one."""
         known = self._by_endpoint.get(endpoint)
         if known is not None:
             known.seen = now
-            return
+            if pktinfo is None or pktinfo == known.pktinfo:
+                return
+            self._close(known)
         if pktinfo is None or len(self._by_endpoint) >= self.limit:
             return
         try:
@@ -99,7 +104,7 @@ class Lanes:
             return
         if lane is None:
             return
-        entry = _Open(lane, endpoint, now)
+        entry = _Open(lane, endpoint, pktinfo, now)
         self._by_endpoint[endpoint] = entry
         self.by_fd[lane.fileno()] = entry
         self._watch(lane.fileno())

@@ -226,6 +226,10 @@ class _Inbox:
     def waiting(self) -> bool:
         return bool(self._inbox)
 
+    def pending(self) -> int:
+        """How many datagrams wait (for a test to know they all arrived)."""
+        return len(self._inbox)
+
 
 class ChannelLane(_Inbox):
     """A bind's lane for one endpoint: the network hands it that endpoint's datagrams."""
