@@ -71,10 +71,10 @@ _PING_SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/flood.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="5000,20000,40000,max",
+    parser.add_argument("--rates", default="5000,20000,40000,60000,100000,max",
                         help="attack rates, initiations/s ('max': as fast as the sender can)")
-    parser.add_argument("--mac2-rate", default="40000",
-                        help="rate of the valid-mac2 variant ('none' skips it)")
+    parser.add_argument("--mac2-rate", default="40000,max",
+                        help="rates of the valid-mac2 variant ('none' skips it)")
     parser.add_argument("--sources", type=int, default=64, help="attacker source addresses")
     parser.add_argument("--mac2-sources", type=int, default=4,
                         help="source addresses of the valid-mac2 variant")
@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--only takes {', '.join(KINDS)}")
     attacks = [{"rate": rate, "mac2": False} for rate in args.rates.split(",") if rate]
     if args.mac2_rate != "none":
-        attacks.append({"rate": args.mac2_rate, "mac2": True})
+        attacks += [{"rate": rate, "mac2": True} for rate in args.mac2_rate.split(",") if rate]
     for attack in attacks:
         if attack["rate"] != "max" and not attack["rate"].isdigit():
             parser.error(f"bad rate {attack['rate']!r}: a number or 'max'")

@@ -26,7 +26,8 @@ authenticated gets a lane (lanes.py): a connected socket of its own that the ker
 its datagrams to. The loop reads lanes and the TUN first and the listening socket, where
 new peers and floods arrive, last, and while lanes or the TUN had work in the same wake-up
 only LISTEN_SHARE datagrams of it: the rest of a flood waits in, and overflows, a buffer no
-established peer's data is in.
+established peer's data is in. (Lanes send nothing: every datagram leaves from the
+listening socket, so lanes change nothing on the wire.)
 
 Like wireguard-go, the UDP port is bound from the start (a random one until ListenPort is
 set), traffic flows only while the interface is up, and taking it down forgets every session.
@@ -61,7 +62,8 @@ log = logging.getLogger("wgpy.loop")
 T = TypeVar("T")
 
 BATCH = 128
-# Datagrams read from the listening socket per wake-up while lanes or the TUN also had work.
+# Datagrams read from the listening socket per wake-up while lanes or the TUN also had work
+# (and lanes are open: without any, everything arrives there and it gets BATCH as before).
 LISTEN_SHARE = 16
 # Seconds of queued handshakes finished per wake-up, after its packets (at least one each).
 HANDSHAKE_SLICE = 0.0005
@@ -237,7 +239,8 @@ class Tunnel:
                         log.exception("internal error in the data loop; batch dropped")
                 if listening and udp is self.udp and udp is not None:
                     try:
-                        if self._drain_udp(udp, now, LISTEN_SHARE if busy else BATCH):
+                        share = LISTEN_SHARE if busy and by_fd else BATCH
+                        if self._drain_udp(udp, now, share):
                             last_traffic = now
                     except Exception:
                         self.internal_errors += 1

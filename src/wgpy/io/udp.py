@@ -510,7 +510,9 @@ class UdpLane:
     established peer's data never queues behind it. Everything is still sent from the
     listening socket (sticky sources, GSO, narrow paths: udp.py's send side is unchanged),
     so on the wire nothing differs. The bind and the connect need SO_REUSEPORT on both
-    sockets; the listening socket allows it only for the moment of the bind.
+    sockets; the listening socket allows it only for the moment of the bind. The lane gets
+    the bind's fwmark for the route its connect() looks up; sending nothing, it does not
+    follow later changes of the mark.
     """
 
     def __init__(self, sock: socket.socket, buffer: bytearray, view: memoryview) -> None:
