@@ -143,24 +143,24 @@ def test_prefixes_move_at_handshake_plus_settle_and_not_before():
 def test_no_handshake_stays_relayed_and_retries_with_doubling_aligned_backoff():
     spoke = Spoke()
     now = 1000.0
-    spoke.run(spoke.view(), now)
     routes = []
     starts = []
-    while len(starts) < 5:
+    while len(starts) < 6:
         result = spoke.run(spoke.view(b_handshake=now - 5), now)
         routes.append(spoke.route())
-        if any(c.remove for c in result.changes):
-            starts.append(now)
-            # a retry makes the entry anew (a fresh session) and still gives it no prefixes
-            assert [c.remove for c in result.changes] == [True, False]
-            assert spoke.peer(spoke.b).allowed_ips == []
+        entry = spoke.peer(spoke.b)
+        if any(change.endpoint is not None for change in result.changes):
+            starts.append(now)  # an attempt: the entry made, still without prefixes
+            assert entry is not None and entry.allowed_ips == []
+        if spoke.links[spoke.b].probe_started is None:
+            assert entry is None  # between attempts the entry is gone: nothing answers b
         now += 0.25
     assert set(routes) == {spoke.hub}  # never a moment without a route
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert starts[0] == 1000.0
     periods = [4, 8, 16, 16, 16]
-    for start, period in zip(starts, periods, strict=True):
+    for start, period in zip(starts[1:], periods, strict=True):
         assert start % period == 0  # on the wall-clock grid: both spokes retry together
-    assert all(gap >= TIMERS.probe_timeout for gap in gaps)
+    assert all(b - a >= TIMERS.probe_timeout for a, b in itertools.pairwise(starts))
     assert spoke.links[spoke.b].attempts == 5
 
 
@@ -185,7 +185,7 @@ def test_a_silent_direct_path_falls_back_and_returns_after_a_retry():
     assert spoke.route() == spoke.hub
     link = spoke.links[spoke.b]
     assert (link.path, link.since) == (RELAYED, 1008.0)
-    assert spoke.peer(spoke.b) is not None  # the entry stays, without prefixes
+    assert spoke.peer(spoke.b) is None  # the entry goes: b stops hearing from us, falls back
     assert result.wake_at == link.retry_at == 1012.0
     # the old handshake does not count again; a retry's new handshake does
     spoke.run(spoke.view(), 1010.0)
@@ -203,7 +203,9 @@ def test_a_prefix_the_hub_held_exactly_moves_and_comes_back():
     assert [str(a) for a in spoke.peer(spoke.hub).allowed_ips] == ["10.100.0.1/32"]
     spoke.run(spoke.view(), 1004.5)
     assert spoke.route() == spoke.hub
-    assert spoke.peer(spoke.b).allowed_ips == []
+    assert spoke.peer(spoke.b) is None
+    assert [str(a) for a in spoke.peer(spoke.hub).allowed_ips] == ["10.100.0.1/32",
+                                                                   "10.100.0.3/32"]
 
 
 def test_only_prefixes_the_hub_already_carries_are_taken():
@@ -267,3 +269,19 @@ def test_withdraw_leaves_the_device_as_configured():
     apply(spoke.device, withdraw(spoke.links, spoke.hub))
     assert [p.public_key for p in spoke.device.peers] == [spoke.hub]
     assert sorted(str(a) for a in spoke.device.peers[0].allowed_ips) == sorted(before)
+
+
+def test_an_entry_left_from_before_is_made_anew_and_a_vanished_one_gives_prefixes_back():
+    spoke = Spoke(hub_allowed=("10.100.0.0/24", "10.100.0.3/32"))
+    spoke.device.peers.append(PeerConfig(public_key=spoke.b))  # e.g. the agent was killed
+    spoke.links = {spoke.b: Link(spoke.b, ["10.100.0.3/32"], since=900.0, retry_at=990.0)}
+    result = spoke.run(spoke.view(), 1000.0)
+    assert [(c.remove, c.endpoint is not None) for c in result.changes] == [(True, False),
+                                                                           (False, True)]
+    spoke.handshake(spoke.b, 1000.1)
+    spoke.run(spoke.view(), 1001.0)
+    assert spoke.route() == spoke.b
+    spoke.device.peers = [p for p in spoke.device.peers if p.public_key != spoke.b]
+    result = spoke.run(spoke.view(), 1001.5)  # someone removed the entry: no remove sent
+    assert [c.public_key for c in result.changes] == [spoke.hub]
+    assert spoke.route() == spoke.hub and spoke.links[spoke.b].path == RELAYED

@@ -26,7 +26,8 @@ from wgpy.core.keys import generate_private_key, key_to_base64
 from netlab import Namespace, start_wgpyd, start_wireguard_go, unique_name
 
 INTERFACE_KEYS = {"name": str, "public_key": str, "has_private_key": bool, "listen_port": int,
-                  "fwmark": (int, type(None)), "drops": (dict, type(None)), "peers": list}
+                  "fwmark": (int, type(None)), "drops": (dict, type(None)), "peers": list,
+                  "punch": list}
 PEER_KEYS = {"public_key": str, "name": (str, type(None)), "has_preshared_key": bool,
              "endpoint": (str, type(None)), "allowed_ips": list, "latest_handshake": int,
              "transfer_rx": int, "transfer_tx": int,
@@ -132,6 +133,19 @@ def test_path_since_comes_from_the_punch_agents_links():
     assert paths == [("direct", None, None),
                      ("relayed", key_to_base64(hub), 1700000000.5),
                      ("direct", None, 1700000100.0)]
+    # every managed spoke, also one without an entry (relayed between attempts)
+    gone = public_key(generate_private_key(os.urandom))
+    links[gone] = Link(gone, ["10.0.0.5/32"], RELAYED, since=1700000200.0,
+                       retry_at=1700000300.0)
+    doc = document([interface_document(device, {}, None, {}, links)])
+    check_schema(doc)
+    punch = {entry["public_key"]: entry for entry in doc["interfaces"][0]["punch"]}
+    assert punch[key_to_base64(gone)] == {
+        "public_key": key_to_base64(gone), "path": "relayed", "via": key_to_base64(hub),
+        "path_since": 1700000200.0, "prefixes": ["10.0.0.5/32"], "trying_since": None,
+        "next_attempt": 1700000300.0}
+    assert (punch[key_to_base64(direct)]["path"], punch[key_to_base64(direct)]["via"]) == (
+        "direct", None)
 
 
 @pytest.mark.root

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.root
 WAN = {"hub": "203.0.113.1", "a": "203.0.113.2", "b": "203.0.113.3"}
 TUNNEL = {"hub": "10.100.0.1", "a": "10.100.0.2", "b": "10.100.0.3"}
 PUNCH_TIMERS = ["--interval", "0.5", "--keepalive", "1", "--probe-timeout", "8",
-                "--dead-after", "3", "--retry", "2", "--settle", "0.5"]
+                "--dead-after", "4", "--retry", "2", "--settle", "0.5"]
 
 
 @dataclass
@@ -53,10 +53,10 @@ class Node:
     def wgpy(self, *args: str, env: dict) -> subprocess.CompletedProcess:
         return self.ns.run(sys.executable, "-m", "wgpy.cli.main", *args, env=env)
 
-    def peers(self, env: dict) -> dict[str, dict]:
-        """`wgpy show IFACE --json`'s peers by public key."""
+    def peers(self, env: dict, part: str = "peers") -> dict[str, dict]:
+        """`wgpy show IFACE --json`'s peers (or the spokes `punch` manages) by public key."""
         doc = json.loads(self.wgpy("show", self.iface, "--json", env=env).stdout)
-        return {peer["public_key"]: peer for peer in doc["interfaces"][0]["peers"]}
+        return {peer["public_key"]: peer for peer in doc["interfaces"][0][part]}
 
     def key(self, env: dict) -> str:
         doc = json.loads(self.wgpy("show", self.iface, "--json", env=env).stdout)
@@ -91,7 +91,8 @@ class Lab:
         return int(text.split("counter packets ")[1].split()[0])
 
     def path(self, node: Node, other: Node) -> dict:
-        return node.peers(self.env).get(other.key(self.env), {"path": "absent"})
+        """How `node` reaches `other` (its `wgpy show --json` "punch" entry)."""
+        return node.peers(self.env, "punch").get(other.key(self.env), {"path": "unmanaged"})
 
     def wait_direct(self, timeout: float) -> float:
         """Until both spokes route to each other directly; the seconds it took."""
@@ -221,8 +222,8 @@ def test_spokes_behind_nats_go_direct_wgpyd_and_wireguard_go(wireguard_go):
     with two_nats(("wgpyd", "wireguard-go"), (False, False)) as lab:
         lab.wait_direct(timeout=20)
         assert_hub_carries_nothing(lab)
-        view = lab.path(lab.a, lab.b)
-        assert view["allowed_ips"] == [f"{TUNNEL['b']}/32"]
+        view = lab.a.peers(lab.env)[lab.b.key(lab.env)]
+        assert (view["allowed_ips"], view["path"]) == ([f"{TUNNEL['b']}/32"], "direct")
         assert view["path_since"] is not None and view["path_since"] <= time.time()
         text = lab.a.wgpy("show", lab.a.iface, "--paths", env=lab.env).stdout
         assert f"peer {lab.b.key(lab.env)}: direct since " in text, text
@@ -231,7 +232,7 @@ def test_spokes_behind_nats_go_direct_wgpyd_and_wireguard_go(wireguard_go):
         lab.agents["a"].terminate()
         lab.agents["a"].wait(timeout=10)
         assert list(lab.a.peers(lab.env)) == [lab.hub.key(lab.env)]
-        # B still sends direct until its entry hears nothing for --dead-after (3 s)
+        # B still sends direct until its entry hears nothing for --dead-after (4 s)
         lab.wait_ping(lab.a, "b", within=8)
         with open(os.path.join(lab.logs, "punch-a")) as handle:
             log = handle.read()
@@ -251,6 +252,8 @@ def test_symmetric_nat_stays_relayed_without_a_gap(wireguard_go):
             _, links = load_links_in(lab, node)
             (link,) = links.values()
             assert link.attempts >= 1 and link.path == "relayed"
+        text = lab.a.wgpy("show", lab.a.iface, "--paths", env=lab.env).stdout
+        assert f"peer {lab.b.key(lab.env)}: relayed via {lab.hub.key(lab.env)} since " in text
 
 
 def load_links_in(lab: Lab, node: Node):

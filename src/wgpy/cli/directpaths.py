@@ -17,11 +17,13 @@ the local device, `step` says what to change on the local device, over UAPI only
   it at the handshake's time + `settle`, which they see within a round trip of each other, so
   neither side accepts only relayed packets while the other already sends direct.
 * A direct path is alive while its entry receives (the keepalives guarantee something every
-  `keepalive` seconds each way). When nothing came for `dead_after`, the prefixes go back to
-  the hub (given back exactly where the hub peer held them) and traffic is relayed again.
+  `keepalive` seconds each way). When nothing came for `dead_after`, the entry is removed
+  (prefixes the hub peer held exactly are given back to it) and traffic is relayed again; the
+  other spoke, hearing nothing more from this one, does the same within `dead_after`.
 * A handshake that does not complete within `probe_timeout` (a NAT that picks a new port per
-  destination) leaves everything relayed, and is retried with doubling back-off. Retries fall
-  on multiples of the back-off period in wall-clock time, so both spokes retry together.
+  destination) leaves everything relayed, removes the entry, and is retried with doubling
+  back-off. Retries fall on multiples of the back-off period in wall-clock time, so both
+  spokes retry together.
 
 Nothing here reads a clock, a socket or a file: the caller gives the hub's view, the device
 (a UAPI get) and the time, and gets back the UAPI changes, the new link states and when to
@@ -149,15 +151,24 @@ def _probe(link: Link, endpoint: Endpoint, recreate: bool, timers: Timers) -> li
     return changes
 
 
-def _fall_back(link: Link, hub_key: bytes) -> list[PeerConfig]:
-    """Prefixes off the direct entry; those the hub peer held exactly go back to it."""
+def _remove(link: Link, hub_key: bytes, present: bool) -> list[PeerConfig]:
+    """The entry goes; prefixes the hub peer held exactly go back to it first. Removed, not
+    just emptied: an entry left behind would go on answering the other spoke (keepalives,
+    and passive keepalives for its data), which would then never fall silent on its side and
+    would keep sending direct to a spoke that drops what it sends."""
     changes = []
-    if link.hub_exact:
+    if link.path == DIRECT and link.hub_exact:
         changes.append(PeerConfig(public_key=hub_key, update_only=True,
                                   allowed_ips=_allowed(link.hub_exact)))
-    changes.append(PeerConfig(public_key=link.public_key, update_only=True,
-                              replace_allowed_ips=True))
+    if present:
+        changes.append(PeerConfig(public_key=link.public_key, remove=True))
     return changes
+
+
+def _usable(seen: HubPeer, now: float, timers: Timers) -> bool:
+    """The hub knows where the spoke is: an endpoint, and a recent handshake behind it."""
+    return seen.endpoint is not None and seen.latest_handshake > 0 \
+        and now - seen.latest_handshake < timers.hub_fresh
 
 
 def step(timers: Timers, hub: HubView, device: DeviceConfig, links: dict[bytes, Link],
@@ -174,6 +185,13 @@ def step(timers: Timers, hub: HubView, device: DeviceConfig, links: dict[bytes, 
     hub_networks = _networks(hub_peer.allowed_ips)
     hub_exact = {str(network) for network in hub_networks}
     listed = {peer.public_key: peer for peer in hub.peers}
+    work = {key: replace(link, prefixes=list(link.prefixes), hub_exact=list(link.hub_exact))
+            for key, link in links.items()}
+    for key, seen in listed.items():
+        if key in work or key in local or key in (device.public_key, hub.public_key):
+            continue  # managed already, configured by someone else, ourselves or the hub
+        if any(_covered(p, hub_networks) for p in seen.allowed_ips):  # else: nothing to move
+            work[key] = Link(key, list(seen.allowed_ips), since=now, retry_at=now)
 
     def wake(at: float) -> None:
         result.wake_at = min(result.wake_at, at)
@@ -181,84 +199,62 @@ def step(timers: Timers, hub: HubView, device: DeviceConfig, links: dict[bytes, 
     def event(link: Link, what: str) -> None:
         result.events.append((link.public_key, what))
 
-    for key, old in links.items():
-        link = replace(old, prefixes=list(old.prefixes), hub_exact=list(old.hub_exact))
+    for key, link in work.items():
         peer = local.get(key)
         if key not in listed:  # gone from the hub: its entry goes too
-            if peer is not None:
-                changes = _fall_back(link, hub.public_key) if link.path == DIRECT else []
-                result.changes += [*changes, PeerConfig(public_key=key, remove=True)]
+            result.changes += _remove(link, hub.public_key, peer is not None)
             event(link, "left the hub: direct entry removed")
             continue
         result.links[key] = link
         seen = listed[key]
-        handshake = handshake_time(peer) if peer is not None else 0.0
         if link.path == DIRECT:
             if peer is not None and peer.rx_bytes != link.rx_bytes:
                 link.rx_bytes, link.rx_at = peer.rx_bytes, now
-            if peer is None or now - link.rx_at >= timers.dead_after:
-                changes = _fall_back(link, hub.public_key)
-                result.changes += changes if peer is not None else changes[:-1]
-                link.path, link.since, link.attempts = RELAYED, now, 1
-                link.probe_started, link.handshake_seen = None, handshake
-                link.retry_at = next_retry(now, link.attempts, timers)
-                event(link, "direct path silent: relayed through the hub")
-                wake(link.retry_at)
-            else:
+            if peer is not None and now - link.rx_at < timers.dead_after:
                 wake(link.rx_at + timers.dead_after)
-            continue
-        fresh = (peer is not None and handshake > link.handshake_seen
-                 and now - handshake < timers.dead_after)
-        if fresh and peer is not None:
-            move_at = handshake + timers.settle
-            if now < move_at:
-                wake(move_at)
                 continue
-            prefixes = [p for p in link.prefixes if _covered(p, hub_networks)]
-            result.changes.append(PeerConfig(public_key=key, update_only=True,
-                                             replace_allowed_ips=True,
-                                             allowed_ips=_allowed(prefixes)))
-            link.path, link.since, link.attempts = DIRECT, now, 0
-            link.probe_started, link.handshake_seen = None, handshake
-            link.rx_bytes, link.rx_at = peer.rx_bytes, now
-            link.hub_exact = [p for p in prefixes if p in hub_exact]
-            event(link, "direct handshake: traffic goes direct")
-            wake(now + timers.dead_after)
+            result.changes += _remove(link, hub.public_key, peer is not None)
+            link.path, link.since, link.attempts, link.hub_exact = RELAYED, now, 1, []
+            link.retry_at = next_retry(now, link.attempts, timers)
+            event(link, "direct path silent: relayed through the hub")
+            wake(link.retry_at)
             continue
-        if link.probe_started is not None:
+        if link.probe_started is not None and peer is not None:
+            handshake = handshake_time(peer)
+            if handshake > link.handshake_seen and now - handshake < timers.dead_after:
+                if now < handshake + timers.settle:
+                    wake(handshake + timers.settle)
+                    continue
+                prefixes = [p for p in link.prefixes if _covered(p, hub_networks)]
+                result.changes.append(PeerConfig(public_key=key, update_only=True,
+                                                 replace_allowed_ips=True,
+                                                 allowed_ips=_allowed(prefixes)))
+                link.path, link.since, link.attempts = DIRECT, now, 0
+                link.probe_started, link.handshake_seen = None, handshake
+                link.rx_bytes, link.rx_at = peer.rx_bytes, now
+                link.hub_exact = [p for p in prefixes if p in hub_exact]
+                event(link, "direct handshake: traffic goes direct")
+                wake(now + timers.dead_after)
+                continue
             if now - link.probe_started < timers.probe_timeout:
                 wake(link.probe_started + timers.probe_timeout)
                 continue
+        if link.probe_started is not None:  # timed out, or the entry vanished meanwhile
+            result.changes += _remove(link, hub.public_key, peer is not None)
+            peer = None
             link.probe_started = None
             link.attempts += 1
             link.retry_at = next_retry(now, link.attempts, timers)
             event(link, "no direct handshake: still relayed, retry later")
-        usable = seen.endpoint is not None and seen.latest_handshake > 0 \
-            and now - seen.latest_handshake < timers.hub_fresh
-        if now >= link.retry_at and usable and seen.endpoint is not None:
+        if now >= link.retry_at and _usable(seen, now, timers) and seen.endpoint is not None:
             link.prefixes = list(seen.allowed_ips)
             result.changes += _probe(link, seen.endpoint, peer is not None, timers)
-            link.probe_started, link.handshake_seen = now, handshake
+            link.probe_started = now
+            link.handshake_seen = handshake_time(peer) if peer is not None else 0.0
             event(link, f"trying a direct path to {seen.endpoint}")
             wake(now + timers.probe_timeout)
         else:
             wake(max(link.retry_at, now + 1.0))
-
-    own = device.public_key
-    for key, seen in listed.items():
-        if key in links or key in local or key in (own, hub.public_key):
-            continue  # managed already, configured by someone else, ourselves or the hub
-        if not [p for p in seen.allowed_ips if _covered(p, hub_networks)]:
-            continue  # nothing of it goes through the hub here: nothing to shortcut
-        link = Link(key, list(seen.allowed_ips), since=now, retry_at=now)
-        usable = seen.endpoint is not None and seen.latest_handshake > 0 \
-            and now - seen.latest_handshake < timers.hub_fresh
-        result.links[key] = link
-        if usable and seen.endpoint is not None:
-            result.changes += _probe(link, seen.endpoint, False, timers)
-            link.probe_started = now
-            event(link, f"trying a direct path to {seen.endpoint}")
-            wake(now + timers.probe_timeout)
     return result
 
 
@@ -266,8 +262,6 @@ def withdraw(links: dict[bytes, Link], hub_key: bytes) -> list[PeerConfig]:
     """The agent stops: every entry it made goes, prefixes back to the hub, so the device is
     as its configuration file made it (nothing left that no one watches)."""
     changes: list[PeerConfig] = []
-    for key, link in links.items():
-        if link.path == DIRECT:
-            changes += _fall_back(link, hub_key)[:-1]
-        changes.append(PeerConfig(public_key=key, remove=True))
+    for link in links.values():
+        changes += _remove(link, hub_key, True)
     return changes

@@ -15,7 +15,12 @@ The schema is stable (SCHEMA_VERSION; README "wgpy show --json"): keys are only 
                                 "persistent_keepalive": seconds | null,
                                 "path": "direct" | "relayed" | "unrouted",   (schema 2)
                                 "via": "base64" | null,                      (schema 2)
-                                "path_since": epoch seconds | null}]}]}      (schema 3)
+                                "path_since": epoch seconds | null}],        (schema 3)
+                     "punch": [{"public_key": "base64", "path": "direct" | "relayed" |
+                                "unrouted", "via": "base64" | null,
+                                "path_since": epoch seconds, "prefixes": ["10.0.0.3/32"],
+                                "trying_since": epoch seconds | null,
+                                "next_attempt": epoch seconds | null}]}]}    (schema 3)
 
 `path` says where traffic for the peer goes now: the live AllowedIPs table is asked which peer
 gets a packet for the peer's first address (its first AllowedIPs entry in the configuration
@@ -32,7 +37,7 @@ import contextlib
 import ipaddress
 from typing import Any
 
-from wgpy.cli.directpaths import Link
+from wgpy.cli.directpaths import RELAYED, Link
 from wgpy.cli.pathstate import load_links
 from wgpy.cli.route import routing_table
 from wgpy.config.model import AllowedIP, DeviceConfig, PeerConfig
@@ -96,6 +101,25 @@ def _paths(device: DeviceConfig, configured: dict[bytes, list[AllowedIP]],
     return answers
 
 
+def _punch(device: DeviceConfig, links: dict[bytes, Link]) -> list[dict[str, Any]]:
+    """The spokes `wgpy punch` manages (module docstring), routed by the live table."""
+    table = routing_table(device)
+    found = []
+    for key, link in links.items():
+        owner = table.lookup(ipaddress.ip_network(link.prefixes[0]).network_address.packed) \
+            if link.prefixes else None
+        owner_key = device.peers[owner[0]].public_key if owner is not None else None
+        path = "unrouted" if owner_key is None else "direct" if owner_key == key else "relayed"
+        waiting = link.path == RELAYED and link.probe_started is None
+        found.append({"public_key": key_to_base64(key), "path": path,
+                      "via": key_to_base64(owner_key) if path == "relayed" and owner_key
+                      else None,
+                      "path_since": link.since, "prefixes": list(link.prefixes),
+                      "trying_since": link.probe_started,
+                      "next_attempt": link.retry_at if waiting else None})
+    return found
+
+
 def _peer(peer: PeerConfig, names: dict[bytes, str],
           path: tuple[str, str | None], link: Link | None) -> dict[str, Any]:
     return {
@@ -132,6 +156,7 @@ def interface_document(device: DeviceConfig, names: dict[bytes, str],
         "drops": drops,
         "peers": [_peer(peer, names, path, links.get(peer.public_key))
                   for peer, path in zip(device.peers, paths, strict=True)],
+        "punch": _punch(device, links),
     }
 
 

@@ -20,13 +20,14 @@ import logging
 import re
 import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
-from wgpy.cli.directpaths import RELAYED, HubPeer, HubView, Link, Step, Timers, step, withdraw
+from wgpy.cli.directpaths import HubPeer, HubView, Step, Timers, step, withdraw
 from wgpy.cli.jsonview import collect
 from wgpy.cli.pathstate import forget_links, load_links, save_links
 from wgpy.config.model import DeviceConfig, Endpoint
@@ -96,51 +97,82 @@ def fetch_hub(url: str, timeout: float) -> Any:
         raise HubError(str(exc)) from None
 
 
+class HubPoller(threading.Thread):
+    """Reads the hub's page every `interval` seconds in the background, so that a slow or
+    unreachable hub never delays the local rounds (a dying direct path is noticed on time)."""
+
+    def __init__(self, url: str, interval: float) -> None:
+        super().__init__(name="hub-poller", daemon=True)
+        self.url, self.interval = url, interval
+        self._lock = threading.Lock()
+        self._document: Any = None
+        self._problem: str | None = None
+
+    def latest(self) -> tuple[Any, str | None]:
+        """(the last document read, or None; what went wrong with the last read, or None)."""
+        with self._lock:
+            return self._document, self._problem
+
+    def read_once(self) -> None:
+        try:
+            document = fetch_hub(self.url, max(self.interval, 5.0))
+            with self._lock:
+                self._document, self._problem = document, None
+        except HubError as exc:
+            with self._lock:
+                self._problem = str(exc)
+
+    def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            self.read_once()
+            time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+
 class Agent:
     """One interface's agent: `tick(now)` does one round and says when the next is due."""
 
-    def __init__(self, iface: str, url: str, timers: Timers, interval: float) -> None:
-        self.iface, self.url, self.timers, self.interval = iface, url, timers, interval
+    def __init__(self, iface: str, poller: HubPoller, timers: Timers) -> None:
+        self.iface, self.poller, self.timers = iface, poller, timers
         self.hub_key, self.links = load_links(iface)
-        self.view: HubView | None = None
-        self.next_fetch = 0.0
         self.hub_problem: str | None = None
         self.names: dict[bytes, str] = {}
 
     def _who(self, key: bytes) -> str:
         return self.names.get(key) or key_to_base64(key)
 
-    def _fetch(self, now: float, device: DeviceConfig) -> None:
-        self.next_fetch = now + self.interval
-        try:
-            view = hub_view(fetch_hub(self.url, max(1.0, min(self.interval, 5.0))),
-                            {peer.public_key for peer in device.peers})
-        except HubError as exc:
-            if self.hub_problem != str(exc):  # said once, not every interval
+    def _view(self, device: DeviceConfig) -> HubView | None:
+        """The hub's latest view; a problem with it is logged once, not every round."""
+        document, problem = self.poller.latest()
+        view = None
+        if document is not None:
+            try:
+                view = hub_view(document, {peer.public_key for peer in device.peers})
+            except HubError as exc:
+                problem = str(exc)
+        if problem != self.hub_problem:
+            if problem is not None:
                 log.warning("%s: hub %s: %s (direct paths kept, none tried)", self.iface,
-                            self.url, exc)
-            self.hub_problem = str(exc)
-            return
-        if self.hub_problem is not None:
-            log.info("%s: hub %s answers again", self.iface, self.url)
-        self.hub_problem = None
-        self.view = view
+                            self.poller.url, problem)
+            else:
+                log.info("%s: hub %s answers", self.iface, self.poller.url)
+            self.hub_problem = problem
+        return view
 
     def tick(self, now: float) -> float:
         device = get_device(self.iface)
-        if now >= self.next_fetch:
-            self._fetch(now, device)
-        if self.view is None:
-            return self.next_fetch
-        result: Step = step(self.timers, self.view, device, self.links, now)
+        view = self._view(device)
+        if view is None:
+            return now + self.poller.interval
+        result: Step = step(self.timers, view, device, self.links, now)
         if result.changes:
             set_device(self.iface, DeviceConfig(peers=result.changes))
         for key, what in result.events:
             log.info("%s: peer %s: %s", self.iface, self._who(key), what)
-        if result.links != self.links or self.hub_key != self.view.public_key:
-            save_links(self.iface, self.view.public_key, result.links)
-        self.links, self.hub_key = result.links, self.view.public_key
-        return min(result.wake_at, self.next_fetch)
+        if result.links != self.links or self.hub_key != view.public_key:
+            save_links(self.iface, view.public_key, result.links)
+        self.links, self.hub_key = result.links, view.public_key
+        return result.wake_at
 
     def stop(self) -> None:
         """Entries removed, prefixes back to the hub, state file gone."""
@@ -224,7 +256,12 @@ def cmd_punch(prog: str, args: list[str]) -> int:
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    agent = Agent(iface, hub_url(hub), timers, options.interval)
+    poller = HubPoller(hub_url(hub), options.interval)
+    if options.once:
+        poller.read_once()
+    else:
+        poller.start()
+    agent = Agent(iface, poller, timers)
     agent.names = peer_names(text)
     # the local device is read this often, to see a direct path's counters move
     poll = min(1.0, timers.keepalive / 2, options.settle)
@@ -251,7 +288,8 @@ def cmd_punch(prog: str, args: list[str]) -> int:
 
 
 def cmd_show_paths(prog: str, args: list[str]) -> int:
-    """`wgpy show IFACE --paths`: per peer, where its traffic goes and since when."""
+    """`wgpy show IFACE --paths`: per peer, and per other spoke `wgpy punch` manages (which
+    has no entry while relayed between attempts), where its traffic goes and since when."""
     if len(args) != 1 or args[0] in ("all", "interfaces"):
         print(f"Usage: {prog} show <interface> --paths", file=sys.stderr)
         return 1
@@ -259,31 +297,27 @@ def cmd_show_paths(prog: str, args: list[str]) -> int:
     if errors:
         print(errors[0], file=sys.stderr)
         return 1
-    _, links = load_links(args[0])
+    interface = document["interfaces"][0]
+    names = {peer["public_key"]: peer["name"] for peer in interface["peers"]}
+    managed = {entry["public_key"]: entry for entry in interface["punch"]}
     now = time.time()
-    for peer in document["interfaces"][0]["peers"]:
-        key = key_from_base64(peer["public_key"])
-        names = {p["public_key"]: p["name"] for p in document["interfaces"][0]["peers"]}
-        line = f"peer {peer['name'] or peer['public_key']}: {peer['path']}"
-        if peer["via"] is not None:
-            line += f" via {names.get(peer['via']) or peer['via']}"
-        if peer["path_since"] is not None:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(peer["path_since"]))
-            line += f" since {stamp} ({_ago(now - peer['path_since'])})"
-        link = links.get(key)
-        print(line + (link_summary(link, now) if link is not None else ""))
+    rows = [*interface["peers"],
+            *(entry for key, entry in managed.items() if key not in names)]
+    for row in rows:
+        key = row["public_key"]
+        line = f"peer {names.get(key) or key}: {row['path']}"
+        if row["via"] is not None:
+            line += f" via {names.get(row['via']) or row['via']}"
+        if row["path_since"] is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["path_since"]))
+            line += f" since {stamp} ({_ago(now - row['path_since'])})"
+        entry = managed.get(key)
+        if entry is not None and entry["trying_since"] is not None:
+            line += f"; trying direct since {_ago(now - entry['trying_since'])}"
+        elif entry is not None and entry["next_attempt"] is not None:
+            line += f"; next direct attempt in {_seconds(entry['next_attempt'] - now)}"
+        print(line)
     return 0
-
-
-def link_summary(link: Link, now: float) -> str:
-    """What `wgpy show IFACE --paths` says of one managed peer beyond its path."""
-    if link.path != RELAYED:
-        return ""
-    if link.probe_started is not None:
-        return f"; trying direct since {_ago(now - link.probe_started)}"
-    if link.retry_at > now:
-        return f"; next direct attempt in {_seconds(link.retry_at - now)}"
-    return ""
 
 
 def _seconds(value: float) -> str:
