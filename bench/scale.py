@@ -10,7 +10,14 @@ one IPv6) and, on every fourth peer, a persistent keepalive. Paths, each timed a
                          WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go), each in its own
                          namespace (without routes out: endpoints are unreachable, the MTU
                          is the default 1420 for both)
-  daemon setconf         `wg setconf` of the stripped file: wgpyd against wireguard-go
+  quick reload           wg-quick(8)'s reload, `wg syncconf IFACE <(wg-quick strip FILE)`,
+                         against `wgpy syncconf IFACE <(wgpy-quick strip FILE)`, of the file
+                         with every 100th endpoint moved
+  quick save             `wgpy-quick save FILE` against `wg-quick save FILE`
+  daemon setconf         `wg setconf` of the stripped file: wgpyd against wireguard-go, with
+                         the daemon's CPU time and memory (RSS idle, after, peak)
+  daemon first get       the first raw UAPI `get=1` round trip after it (wgpyd keeps each
+                         peer's text for the gets after: none is kept yet)
   daemon get             one raw UAPI `get=1` round trip: wgpyd against wireguard-go
   daemon set one peer    one raw UAPI `set=1` of one new peer on the full device
   show, show dump, show allowed-ips, showconf, syncconf
@@ -19,11 +26,14 @@ one IPv6) and, on every fourth peer, a persistent keepalive. Paths, each timed a
 
 Daemons run with their interface down (nothing is sent); the quick paths bring the interface
 up; keepalive peers' handshakes find no route and are not sent. Times are medians of
---repeat runs (quick paths: one run each). Hold the bench
-lock: `flock /tmp/wgpy-bench.lock python3 bench/scale.py`.
+--repeat runs (quick paths: one run each, in the order up, reload, save, down; a step
+past --quick-timeout is recorded as timed out and the rest skipped). Hold the bench lock:
+`flock /tmp/wgpy-bench.lock python3 bench/scale.py`; `--only quick|daemon` and `--merge`
+split a long run into shorter ones and put their figures together again.
 
---smoke: only the wgpy side at 500 and 2 000 peers, failing unless every path's time at 4x
-the peers is at most 6x its time (linear growth; CI, tests/bench).
+--smoke: only the wgpy side at 500 and 2 000 peers (medians of 3), failing unless every
+path was measured and its time at 4x the peers is at most 6x its time (linear growth; CI,
+tests/bench).
 """
 
 import argparse
@@ -32,6 +42,7 @@ import contextlib
 import itertools
 import json
 import os
+import shlex
 import signal
 import socket
 import statistics
@@ -53,8 +64,9 @@ TOOL_PATHS = {  # label -> wg arguments after the interface name (None: the file
     "showconf": ["showconf", "{iface}"],
     "syncconf": ["syncconf", "{iface}", "{file}"],
 }
-PATHS = ("quick up", "quick down", "daemon setconf", "daemon get", "daemon set one peer",
-         *TOOL_PATHS)
+QUICK_PATHS = ("quick up", "quick reload", "quick save", "quick down")
+DAEMON_PATHS = ("daemon setconf", "daemon first get", "daemon get", "daemon set one peer")
+PATHS = (*QUICK_PATHS, *DAEMON_PATHS, *TOOL_PATHS)
 WGPY = [sys.executable, "-m", "wgpy.cli.main"]
 WGPY_QUICK = [sys.executable, "-m", "wgpy.quick.main"]
 
@@ -88,6 +100,10 @@ def stripped(hub: str, path: str) -> None:
         handle.writelines(kept)
 
 
+class TimedOut(BenchError):
+    """A command ran past its time limit (it was killed)."""
+
+
 def timed(ns: Namespace, argv: list[str], timeout: float,
           env: dict | None = None) -> tuple[float, str]:
     """Wall time and stdout of a command in the namespace, run in a session of its own so
@@ -95,19 +111,24 @@ def timed(ns: Namespace, argv: list[str], timeout: float,
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         # files, not pipes: the daemon wg-quick leaves running keeps them open
         start = time.perf_counter()
+        process = subprocess.Popen(["ip", "netns", "exec", ns.name, *argv], stdout=out,
+                                   stderr=err, env=env, start_new_session=True)
         try:
-            result = subprocess.run(["ip", "netns", "exec", ns.name, *argv], stdout=out,
-                                    stderr=err, timeout=timeout, env=env,
-                                    start_new_session=True)
+            returncode = process.wait(timeout)
         except subprocess.TimeoutExpired as exc:
-            raise BenchError(f"{' '.join(argv[:4])}: timed out after {timeout:.0f} s") from exc
+            # the whole session: wg-quick's `ip` children too (its daemon runs on until the
+            # caller deletes the interface)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise TimedOut(f"{' '.join(argv[:4])}: timed out after {timeout:.0f} s") from exc
         elapsed = time.perf_counter() - start
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    if result.returncode != 0:
+    if returncode != 0:
         detail = (stderr or stdout).strip().splitlines()
-        raise BenchError(f"{' '.join(argv[:4])}: exit {result.returncode}: "
+        raise BenchError(f"{' '.join(argv[:4])}: exit {returncode}: "
                          f"{detail[-1] if detail else 'no output'}")
     return elapsed, stdout
 
@@ -145,27 +166,71 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def edited(hub: str, path: str, every: int = 100) -> str:
+    """The hub file with the endpoint port of every `every`-th peer (from the second, whose
+    endpoint is IPv4) moved: what a reload applies. Returns the first moved peer's
+    `PUBLIC_KEY<tab>ENDPOINT` line as `wg show IFACE endpoints` prints it after the reload."""
+    with open(hub) as source:
+        lines = source.read().splitlines()
+    count, key, moved = 0, "", ""
+    for index, line in enumerate(lines):
+        if line.startswith("PublicKey = "):
+            key = line.split(" = ", 1)[1]
+        elif line.startswith("Endpoint = "):
+            if count % every == 1:
+                host, _, port = line.rpartition(":")
+                lines[index] = f"{host}:{int(port) + 1}"
+                moved = moved or f"{key}\t{lines[index].split(' = ', 1)[1]}"
+            count += 1
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return moved
+
+
 def measure_quick(namespaces: dict[str, Namespace], files: str, tag: str, peers: int,
                   kinds: list[str], timeout: float) -> dict:
-    """quick up and quick down for each tool, each in its own namespace."""
+    """quick up, reload, save and down for each tool, each in its own namespace. A step that
+    times out is recorded as `<path> timed out` (its limit in seconds), not as a time, and
+    the interface is deleted (which stops its daemon)."""
     results: dict[str, dict[str, float]] = {}
     for kind in kinds:
-        tool, impl, suffix = (("wgpy-quick", "wgpyd", "w") if kind == "wgpy"
-                              else ("wg-quick", "wireguard-go", "g"))
+        impl, suffix = ("wgpyd", "w") if kind == "wgpy" else ("wireguard-go", "g")
         iface = f"wb{tag}q{suffix}"
         hub = os.path.join(files, f"{iface}.conf")
         hub_file(hub, peers, 51911 if kind == "wgpy" else 51912)
-        argv = WGPY_QUICK if kind == "wgpy" else ["wg-quick"]
+        os.makedirs(os.path.join(files, "reload"), exist_ok=True)
+        reload_file = os.path.join(files, "reload", f"{iface}.conf")  # named as the interface
+        moved = edited(hub, reload_file)
+        quick = [*WGPY_QUICK] if kind == "wgpy" else ["wg-quick"]
+        tool = [*WGPY] if kind == "wgpy" else ["wg"]
+        # wg-quick(8)'s reload: `wg syncconf IFACE <(wg-quick strip FILE)`
+        reload_argv = ["bash", "-c", f"{shlex.join(tool)} syncconf {iface} "
+                                     f"<({shlex.join(quick)} strip {reload_file})"]
         env = dict(os.environ, WG_QUICK_USERSPACE_IMPLEMENTATION=impl, LOG_LEVEL="error")
         ns = namespaces[kind]
+        times: dict[str, float] = {}
+        steps = [("quick up", [*quick, "up", hub]), ("quick reload", reload_argv),
+                 ("quick save", [*quick, "save", hub]), ("quick down", [*quick, "down", hub])]
         try:
-            up, _ = timed(ns, [*argv, "up", hub], timeout, env)
-            shown = ns.run("wg", "show", iface, "peers", timeout=timeout).stdout.count("\n")
-            if shown != peers:
-                raise BenchError(f"{tool} up: {shown} peers, expected {peers}")
+            for path, argv in steps:
+                try:
+                    times[path], _ = timed(ns, argv, timeout, env)
+                except TimedOut:
+                    times[f"{path} timed out"] = timeout
+                    print(f"{peers} peers: {kind} {path} timed out after {timeout:.0f} s",
+                          file=sys.stderr, flush=True)
+                    break
+                if path != "quick down":
+                    endpoints = ns.run("wg", "show", iface, "endpoints", timeout=timeout).stdout
+                    shown = endpoints.count("\n")
+                    if shown != peers:
+                        raise BenchError(f"{kind} {path}: {shown} peers, expected {peers}")
+                    if path == "quick reload" and moved not in endpoints:
+                        raise BenchError(f"{kind} {path}: an endpoint was not moved")
         finally:
-            down, _ = timed(ns, [*argv, "down", hub], timeout, env)
-        results[kind] = {"quick up": up, "quick down": down}
+            if "quick down" not in times:
+                ns.run("ip", "link", "del", iface, check=False)
+        results[kind] = times
     return results
 
 
@@ -191,8 +256,14 @@ def measure_daemons(namespaces: dict[str, Namespace], files: str, tag: str, peer
             seconds, _ = timed(ns, ["wg", "setconf", iface, config], timeout)
             results[kind]["daemon setconf"] = seconds
             results[kind]["daemon setconf cpu"] = cpu_seconds(proc.pid) - before
-            results[kind]["rss MiB"] = status_kib(proc.pid, "VmRSS") / 1024
-            results[kind]["KiB per peer"] = (status_kib(proc.pid, "VmRSS") - idle) / peers
+            rss = status_kib(proc.pid, "VmRSS")
+            results[kind]["rss idle MiB"] = idle / 1024
+            results[kind]["rss MiB"] = rss / 1024
+            results[kind]["peak rss MiB"] = status_kib(proc.pid, "VmHWM") / 1024
+            results[kind]["KiB per peer"] = (rss - idle) / peers
+            # the first get after the setconf: wgpyd has no text of the peers kept yet
+            results[kind]["daemon first get"] = uapi_round_trip(ns.name, iface, b"get=1\n\n",
+                                                                timeout)
             shown = ns.run("wg", "show", iface, "peers", timeout=timeout).stdout.count("\n")
             if shown != peers:
                 raise BenchError(f"{daemons[kind]}: {shown} peers after setconf, not {peers}")
@@ -234,16 +305,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", type=lambda t: [int(n) for n in t.split(",")],
                         default=list(SIZES), help="comma-separated sizes (1000,10000,50000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed path (median)")
+    parser.add_argument("--only", choices=("quick", "daemon"),
+                        help="only the quick paths, or only the daemon and tool paths")
     parser.add_argument("--wg-quick-max", type=int, default=50_000,
                         help="largest size to run wg-quick at (it forks `ip` per prefix)")
-    parser.add_argument("--timeout", type=float, default=1800, help="per command")
+    parser.add_argument("--quick-timeout", type=float, default=900,
+                        help="per quick step; one that takes longer is recorded as timed out")
+    parser.add_argument("--timeout", type=float, default=1800, help="per other command")
     parser.add_argument("--smoke", action="store_true",
                         help="wgpy only, 500 and 2000 peers, check linear growth (CI)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="measure nothing: the table (and --chart) of earlier runs' JSON "
+                             "files together (e.g. one run per size)")
     parser.add_argument("--chart", help="PNG of time against peers (needs matplotlib)")
     parser.add_argument("--out", default=machine.RESULTS_DIR)
     args = parser.parse_args(argv)
+    if args.merge:
+        return report(merged(args.merge), args)
     if args.smoke:
-        args.peers, args.repeat = list(SMOKE_SIZES), 1
+        args.peers, args.repeat = list(SMOKE_SIZES), 3
     if os.geteuid() != 0:
         print("bench/scale.py: needs root (network namespaces, TUN)", file=sys.stderr)
         return 2
@@ -263,14 +343,18 @@ def main(argv: list[str] | None = None) -> int:
                 namespaces["reference"] = stack.enter_context(Namespace(f"wgpyb-s{tag}g"))
             for peers in args.peers:
                 kinds = list(namespaces)
+                entry: dict[str, dict[str, float]] = {kind: {} for kind in kinds}
                 with tempfile.TemporaryDirectory() as files:
-                    entry = measure_daemons(namespaces, files, tag, peers, kinds, args.repeat,
-                                            args.timeout)
-                    quick_kinds = [k for k in kinds
-                                   if k == "wgpy" or peers <= args.wg_quick_max]
-                    for kind, times in measure_quick(namespaces, files, tag, peers,
-                                                     quick_kinds, args.timeout).items():
-                        entry[kind].update(times)
+                    if args.only != "quick":
+                        entry = measure_daemons(namespaces, files, tag, peers, kinds,
+                                                args.repeat, args.timeout)
+                    if args.only != "daemon":
+                        quick_kinds = [k for k in kinds
+                                       if k == "wgpy" or peers <= args.wg_quick_max]
+                        for kind, times in measure_quick(namespaces, files, tag, peers,
+                                                         quick_kinds,
+                                                         args.quick_timeout).items():
+                            entry[kind].update(times)
                 table[peers] = entry
                 print(f"{peers} peers: " + json.dumps(entry), file=sys.stderr, flush=True)
     except KeyboardInterrupt:
@@ -282,9 +366,31 @@ def main(argv: list[str] | None = None) -> int:
     return report(table, args)
 
 
+def merged(paths: list[str]) -> dict[int, dict[str, dict[str, float]]]:
+    """The times of earlier runs, by size; a later file's figures win for the same size."""
+    table: dict[int, dict[str, dict[str, float]]] = {}
+    for path in paths:
+        with open(path) as handle:
+            for size, entry in json.load(handle)["times"].items():
+                for kind, times in entry.items():
+                    table.setdefault(int(size), {}).setdefault(kind, {}).update(times)
+    return table
+
+
 REFERENCE_NAME = {"quick up": "wg-quick + wireguard-go", "quick down": "wg-quick",
-                  "daemon setconf": "wireguard-go", "daemon get": "wireguard-go",
-                  "daemon set one peer": "wireguard-go"}
+                  "quick reload": "wg syncconf <(wg-quick strip)", "quick save": "wg-quick",
+                  "daemon setconf": "wireguard-go", "daemon first get": "wireguard-go",
+                  "daemon get": "wireguard-go", "daemon set one peer": "wireguard-go"}
+MEMORY = (("rss idle MiB", "RSS idle MiB"), ("rss MiB", "RSS MiB"),
+          ("peak rss MiB", "peak RSS MiB"), ("KiB per peer", "KiB per peer"))
+
+
+def cell(times: dict[str, float], path: str) -> str:
+    if path in times:
+        return f"{times[path]:.3g}"
+    if f"{path} timed out" in times:
+        return f"> {times[f'{path} timed out']:.0f} (timed out)"
+    return "-"
 
 
 def report(table: dict[int, dict[str, dict[str, float]]], args: argparse.Namespace) -> int:
@@ -295,18 +401,20 @@ def report(table: dict[int, dict[str, dict[str, float]]], args: argparse.Namespa
     for path in PATHS:
         cells = []
         for n in sizes:
-            ours = table[n].get("wgpy", {}).get(path)
-            ref = table[n].get("reference", {}).get(path)
-            cell = "-" if ours is None else f"{ours:.3f}"
-            if ref is not None and ours is not None:
-                cell += f" / {ref:.3f} ({ours / ref:.2f}x)"
-            cells.append(cell)
+            ours = table[n].get("wgpy", {})
+            ref = table[n].get("reference", {})
+            text = cell(ours, path)
+            if ref and cell(ref, path) != "-":
+                text += f" / {cell(ref, path)}"
+                if path in ours and path in ref:
+                    text += f" ({ours[path] / ref[path]:.2f}x)"
+            cells.append(text)
         print(f"| {path} | {REFERENCE_NAME.get(path, 'wg')} | " + " | ".join(cells) + " |")
-    print("\n| daemon memory after setconf | " + " | ".join(
-        f"{n} peers: RSS MiB (KiB per peer)" for n in sizes) + " |")
+    print("\n| daemon after setconf | " + " | ".join(
+        f"{n} peers: {' / '.join(label for _, label in MEMORY)}" for n in sizes) + " |")
     print("|---" * (len(sizes) + 1) + "|")
     for kind in ("wgpy", "reference"):
-        cells = [f"{table[n][kind]['rss MiB']:.1f} ({table[n][kind]['KiB per peer']:.2f})"
+        cells = [" / ".join(f"{table[n][kind][key]:.3g}" for key, _ in MEMORY)
                  for n in sizes if "rss MiB" in table[n].get(kind, {})]
         if cells:
             print(f"| {'wgpyd' if kind == 'wgpy' else 'wireguard-go'} | "
@@ -323,10 +431,15 @@ def report(table: dict[int, dict[str, dict[str, float]]], args: argparse.Namespa
                     print(f"not linear: {path} took {after / before:.1f}x the time at "
                           f"{large / small:.0f}x the peers", file=sys.stderr)
                     status = 1
+            elif args.smoke:
+                print(f"not measured: {path} at {small} or {large} peers", file=sys.stderr)
+                status = 1
     stamp = machine.timestamp()
     data = {"meta": {"timestamp": stamp, "machine": machine.describe(),
-                     "settings": {"peers": sizes, "repeat": args.repeat,
-                                  "smoke": args.smoke, "wg_quick_max": args.wg_quick_max}},
+                     "settings": {"peers": sizes, "repeat": args.repeat, "only": args.only,
+                                  "smoke": args.smoke, "wg_quick_max": args.wg_quick_max,
+                                  "quick_timeout": args.quick_timeout,
+                                  "merged": args.merge}},
             "times": {str(n): table[n] for n in sizes}, "growth": growth}
     print(f"\nJSON: {machine.write_json(data, args.out, f'scale-{stamp}.json')}")
     if args.chart:
@@ -343,7 +456,7 @@ def chart(table: dict, sizes: list[int], output: str) -> None:
     except ImportError:
         print("bench/scale.py: matplotlib not installed; no chart", file=sys.stderr)
         return
-    columns = 5
+    columns = 4
     rows = -(-len(PATHS) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows),
                                 squeeze=False)
@@ -354,6 +467,11 @@ def chart(table: dict, sizes: list[int], output: str) -> None:
                       if path in table[n].get(kind, {})]
             if points:
                 ax.plot(*zip(*points, strict=True), style, label=label)
+            limits = [(n, table[n][kind][f"{path} timed out"]) for n in sizes
+                      if f"{path} timed out" in table[n].get(kind, {})]
+            if limits:  # a lower bound: the step was stopped there
+                ax.plot(*zip(*limits, strict=True), "^", color="grey",
+                        label=f"{label}: timed out")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(path)
