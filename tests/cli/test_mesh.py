@@ -8,7 +8,9 @@ import pytest
 
 from wgpy.cli.check import check_file, check_together, read
 from wgpy.cli.punch import hub_from_config
+from wgpy.config.names import peer_names
 from wgpy.config.parser import read_config
+from wgpy.core.keys import key_from_base64
 
 from clilab import run_wgpy
 
@@ -20,18 +22,21 @@ def generate(tmp_path: Path, *args: str) -> dict[str, Path]:
 
 
 def peers_by_name(path: Path) -> dict[str, dict[str, str]]:
-    """[Peer] sections keyed by the `# name` comment mesh writes above each."""
-    sections: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    name = ""
-    for line in path.read_text().splitlines():
-        if line.startswith("# ") and ":" not in line:
-            name = line[2:]
-        elif line == "[Peer]":
-            current = sections.setdefault(name, {})
-        elif current is not None and " = " in line:
+    """[Peer] sections keyed by the peer's name (the `# Name =` comment config/names.py reads,
+    which mesh writes in each)."""
+    names = peer_names(path.read_text())
+    return {names[key_from_base64(section["PublicKey"])]: section
+            for section in _sections(path.read_text())}
+
+
+def _sections(text: str) -> list[dict[str, str]]:
+    sections: list[dict[str, str]] = []
+    for line in text.splitlines():
+        if line == "[Peer]":
+            sections.append({})
+        elif sections and " = " in line and not line.startswith("#"):
             key, value = line.split(" = ", 1)
-            current[key] = value
+            sections[-1][key] = value
     return sections
 
 

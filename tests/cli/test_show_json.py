@@ -136,12 +136,13 @@ def test_path_since_comes_from_the_punch_agents_links():
     # every managed spoke, also one without an entry (relayed between attempts)
     gone = public_key(generate_private_key(os.urandom))
     links[gone] = Link(gone, ["10.0.0.5/32"], RELAYED, since=1700000200.0,
-                       retry_at=1700000300.0)
+                       retry_at=1700000300.0, name="c")
     doc = document([interface_document(device, {}, None, {}, links)])
     check_schema(doc)
     punch = {entry["public_key"]: entry for entry in doc["interfaces"][0]["punch"]}
     assert punch[key_to_base64(gone)] == {
-        "public_key": key_to_base64(gone), "path": "relayed", "via": key_to_base64(hub),
+        "public_key": key_to_base64(gone), "name": "c", "path": "relayed",
+        "via": key_to_base64(hub),
         "path_since": 1700000200.0, "prefixes": ["10.0.0.5/32"], "trying_since": None,
         "next_attempt": 1700000300.0}
     assert (punch[key_to_base64(direct)]["path"], punch[key_to_base64(direct)]["via"]) == (

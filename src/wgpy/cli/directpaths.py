@@ -62,6 +62,7 @@ class HubPeer:
     endpoint: Endpoint | None
     allowed_ips: tuple[str, ...]
     latest_handshake: float
+    name: str | None = None      # from a `# Name =` comment in the hub's file
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,11 @@ class Link:
     rx_bytes: int = 0                # the direct entry's receive counter, last seen
     rx_at: float = 0.0               # when it last grew
     hub_exact: list[str] = field(default_factory=list)  # prefixes taken from the hub peer
+    name: str | None = None          # the hub's name for the spoke, if it has one
 
     def to_json(self) -> dict[str, Any]:
-        return {"prefixes": self.prefixes, "path": self.path, "since": self.since,
-                "probe_started": self.probe_started, "attempts": self.attempts,
+        return {"name": self.name, "prefixes": self.prefixes, "path": self.path,
+                "since": self.since, "probe_started": self.probe_started, "attempts": self.attempts,
                 "retry_at": self.retry_at, "handshake_seen": self.handshake_seen,
                 "rx_bytes": self.rx_bytes, "rx_at": self.rx_at, "hub_exact": self.hub_exact}
 
@@ -103,7 +105,8 @@ class Link:
                    path, float(data["since"]), None if probe is None else float(probe),
                    int(data["attempts"]), float(data["retry_at"]),
                    float(data["handshake_seen"]), int(data["rx_bytes"]), float(data["rx_at"]),
-                   [str(ipaddress.ip_network(p)) for p in data["hub_exact"]])
+                   [str(ipaddress.ip_network(p)) for p in data["hub_exact"]],
+                   None if data.get("name") is None else str(data["name"]))
 
 
 @dataclass
@@ -207,6 +210,7 @@ def step(timers: Timers, hub: HubView, device: DeviceConfig, links: dict[bytes, 
             continue
         result.links[key] = link
         seen = listed[key]
+        link.name = seen.name
         if link.path == DIRECT:
             if peer is not None and peer.rx_bytes != link.rx_bytes:
                 link.rx_bytes, link.rx_at = peer.rx_bytes, now

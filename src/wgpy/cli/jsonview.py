@@ -16,8 +16,9 @@ The schema is stable (SCHEMA_VERSION; README "wgpy show --json"): keys are only 
                                 "path": "direct" | "relayed" | "unrouted",   (schema 2)
                                 "via": "base64" | null,                      (schema 2)
                                 "path_since": epoch seconds | null}],        (schema 3)
-                     "punch": [{"public_key": "base64", "path": "direct" | "relayed" |
-                                "unrouted", "via": "base64" | null,
+                     "punch": [{"public_key": "base64", "name": str | null,
+                                "path": "direct" | "relayed" | "unrouted",
+                                "via": "base64" | null,
                                 "path_since": epoch seconds, "prefixes": ["10.0.0.3/32"],
                                 "trying_since": epoch seconds | null,
                                 "next_attempt": epoch seconds | null}]}]}    (schema 3)
@@ -111,7 +112,7 @@ def _punch(device: DeviceConfig, links: dict[bytes, Link]) -> list[dict[str, Any
         owner_key = device.peers[owner[0]].public_key if owner is not None else None
         path = "unrouted" if owner_key is None else "direct" if owner_key == key else "relayed"
         waiting = link.path == RELAYED and link.probe_started is None
-        found.append({"public_key": key_to_base64(key), "path": path,
+        found.append({"public_key": key_to_base64(key), "name": link.name, "path": path,
                       "via": key_to_base64(owner_key) if path == "relayed" and owner_key
                       else None,
                       "path_since": link.since, "prefixes": list(link.prefixes),
@@ -147,6 +148,7 @@ def interface_document(device: DeviceConfig, names: dict[bytes, str],
     gives each peer (configured_allowed_ips), `links` what `wgpy punch` manages."""
     links = links or {}
     paths = _paths(device, configured or {}, links)
+    names = {**{key: link.name for key, link in links.items() if link.name}, **names}
     return {
         "name": device.name,
         "public_key": key_to_base64(device.public_key) if device.public_key else None,

@@ -162,7 +162,7 @@ def render(mesh: Mesh, node: Node) -> str:
         if not _direct(node, other):  # (the hub is reachable: every node has it)
             continue
         allowed = mesh.subnet if other is mesh.hub else ipaddress.ip_network(other.address.ip)
-        lines += ["", f"# {other.name}", "[Peer]", f"PublicKey = {other.public}"]
+        lines += ["", "[Peer]", f"# Name = {other.name}", f"PublicKey = {other.public}"]
         psk = mesh.psks.get(frozenset((node.name, other.name)))
         if psk is not None:
             lines.append(f"PresharedKey = {key_to_base64(psk)}")

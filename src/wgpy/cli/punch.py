@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from wgpy.cli.directpaths import HubPeer, HubView, Step, Timers, step, withdraw
+from wgpy.cli.directpaths import HubPeer, HubView, Link, Step, Timers, step, withdraw
 from wgpy.cli.jsonview import collect
 from wgpy.cli.pathstate import forget_links, load_links, save_links
 from wgpy.config.model import DeviceConfig, Endpoint
@@ -81,7 +81,8 @@ def hub_view(document: Any, local_keys: set[bytes]) -> HubView:
             peers = tuple(HubPeer(key_from_base64(peer["public_key"]),
                                   _endpoint(peer.get("endpoint")),
                                   tuple(str(p) for p in peer.get("allowed_ips") or ()),
-                                  float(peer.get("latest_handshake") or 0))
+                                  float(peer.get("latest_handshake") or 0),
+                                  str(peer["name"]) if peer.get("name") else None)
                           for peer in interface["peers"])
             return HubView(key_from_base64(key_text), peers)
     except (KeyError, TypeError, ValueError, AttributeError, KeyFormatError) as exc:
@@ -138,8 +139,10 @@ class Agent:
         self.hub_problem: str | None = None
         self.names: dict[bytes, str] = {}
 
-    def _who(self, key: bytes) -> str:
-        return self.names.get(key) or key_to_base64(key)
+    def _who(self, key: bytes, links: dict[bytes, Link]) -> str:
+        """The peer's name in the interface's file, else the hub's, else its key."""
+        link = links.get(key) or self.links.get(key)
+        return self.names.get(key) or (link.name if link else None) or key_to_base64(key)
 
     def _view(self, device: DeviceConfig) -> HubView | None:
         """The hub's latest view; a problem with it is logged once, not every round."""
@@ -168,7 +171,7 @@ class Agent:
         if result.changes:
             set_device(self.iface, DeviceConfig(peers=result.changes))
         for key, what in result.events:
-            log.info("%s: peer %s: %s", self.iface, self._who(key), what)
+            log.info("%s: peer %s: %s", self.iface, self._who(key, result.links), what)
         if result.links != self.links or self.hub_key != view.public_key:
             save_links(self.iface, view.public_key, result.links)
         self.links, self.hub_key = result.links, view.public_key
@@ -288,21 +291,26 @@ def cmd_punch(prog: str, args: list[str]) -> int:
 
 
 def cmd_show_paths(prog: str, args: list[str]) -> int:
-    """`wgpy show IFACE --paths`: per peer, and per other spoke `wgpy punch` manages (which
-    has no entry while relayed between attempts), where its traffic goes and since when."""
+    """`wgpy show IFACE --paths [--config FILE]`: per peer, and per other spoke `wgpy punch`
+    manages (which has no entry while relayed between attempts), where its traffic goes and
+    since when; names as `show --json` finds them, and the hub's for the other spokes."""
+    config_file = None
+    if len(args) == 3 and args[1] == "--config":
+        args, config_file = args[:1], args[2]
     if len(args) != 1 or args[0] in ("all", "interfaces"):
-        print(f"Usage: {prog} show <interface> --paths", file=sys.stderr)
+        print(f"Usage: {prog} show <interface> --paths [--config FILE]", file=sys.stderr)
         return 1
-    document, errors = collect(args)
+    document, errors = collect(args, config_file)
     if errors:
         print(errors[0], file=sys.stderr)
         return 1
     interface = document["interfaces"][0]
-    names = {peer["public_key"]: peer["name"] for peer in interface["peers"]}
     managed = {entry["public_key"]: entry for entry in interface["punch"]}
-    now = time.time()
+    entries = {peer["public_key"] for peer in interface["peers"]}
     rows = [*interface["peers"],
-            *(entry for key, entry in managed.items() if key not in names)]
+            *(entry for key, entry in managed.items() if key not in entries)]
+    names = {row["public_key"]: row["name"] for row in rows}
+    now = time.time()
     for row in rows:
         key = row["public_key"]
         line = f"peer {names.get(key) or key}: {row['path']}"
