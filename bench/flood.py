@@ -437,17 +437,18 @@ def table(rows: list[dict]) -> str:
 
 
 def chart(records: list[dict], path: str, title: str, restart_timeout: float) -> None:
-    """Kept throughput, ping loss and restart handshake time against the attack rate
-    achieved: a dot per run, a line through each attack's medians per victim (valid-mac2
-    runs as squares)."""
+    """Kept and absolute throughput, ping loss and restart handshake time against the attack
+    rate achieved: a dot per run, a line through each attack's medians per victim
+    (valid-mac2 runs as squares)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = (("kept_pct", "TCP kept, % of baseline"), ("ping_loss_pct", "ping loss, %"),
+    panels = (("kept_pct", "TCP kept, % of baseline"), ("tcp_mbps", "TCP under attack, Mbit/s"),
+              ("ping_loss_pct", "ping loss, %"),
               ("restart_handshake_s", "restarted peer's handshake, s"))
-    figure, axes = plt.subplots(1, len(panels), figsize=(15, 4.5))
+    figure, axes = plt.subplots(1, len(panels), figsize=(19, 4.5))
     colors = {"wgpyd": "tab:blue", "wireguard-go": "tab:orange"}
     for axis, (key, heading) in zip(axes, panels, strict=True):
         for kind in KINDS:
