@@ -11,6 +11,7 @@ from wgpy.cli.show import human_bytes, pretty, sorted_peers
 from wgpy.config.model import DeviceConfig, Endpoint, PeerConfig
 from wgpy.config.parser import parse_config
 from wgpy.uapi import client
+from wgpy.uapi.reply import DeviceState, PeerState
 from wgpy.uapi.text import UapiFormatError, parse_message
 
 from clilab import FakeUapi, run_wgpy
@@ -125,10 +126,12 @@ def test_cli_reads_the_device_through_the_socket_dir(socket_dir):
 
 
 def test_pretty_formatting():
-    device = DeviceConfig(name="wg0", listen_port=1, peers=[
-        PeerConfig(public_key=KEY1, last_handshake_sec=1000, rx_bytes=1023, tx_bytes=1024),
-        PeerConfig(public_key=KEY2, last_handshake_sec=1000, last_handshake_nsec=1,
-                   persistent_keepalive=3661)])
+    device = DeviceState("wg0")
+    device.listen_port = 1
+    device.peers = [
+        PeerState(KEY1, [], last_handshake_sec="1000", rx_bytes="1023", tx_bytes="1024"),
+        PeerState(KEY2, [], last_handshake_sec="1000", last_handshake_nsec="1",
+                  persistent_keepalive="3661")]
     text = pretty(device, color=False, now=1000 + 90061)
     assert text == (
         "interface: wg0\n  listening port: 1\n\n"
@@ -147,6 +150,6 @@ def test_units_and_order():
             return ""
     assert [human_bytes(n, Plain()) for n in (0, 1023, 1024, 1048575, 2**20, 2**40 + 2**39)] \
         == ["0 B", "1023 B", "1.00 KiB", "1024.00 KiB", "1.00 MiB", "1.50 TiB"]
-    never = [PeerConfig(public_key=bytes([i]) * 32) for i in range(3)]
-    recent = PeerConfig(public_key=KEY1, last_handshake_sec=5)
+    never = [PeerState(bytes([i]) * 32, []) for i in range(3)]
+    recent = PeerState(KEY1, [], last_handshake_sec="5")
     assert sorted_peers([*never, recent]) == [recent, *never]  # stable for ties

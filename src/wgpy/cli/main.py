@@ -11,39 +11,27 @@ on stderr and exit 1, as wg does; never a traceback. Where wg prints a bare C me
 ("Line unrecognized") wgpy names the file, line and key instead.
 """
 
+import importlib
 import io
-import json
-import logging
 import os
 import stat
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from wgpy import __version__
-from wgpy.cli import jsonview
-from wgpy.cli.check import cmd_check
-from wgpy.cli.mesh import cmd_mesh
-from wgpy.cli.punch import cmd_punch, cmd_show_paths
-from wgpy.cli.qr import cmd_qr
-from wgpy.cli.reresolve import cmd_reresolve, is_hostname_endpoint
-from wgpy.cli.route import cmd_route
-from wgpy.cli.serve import cmd_serve
-from wgpy.cli.show import FIELDS, pretty, show_field
-from wgpy.cli.sync import add_removals
-from wgpy.config.model import DeviceConfig
-from wgpy.config.names import remember_set_endpoints
-from wgpy.config.parser import parse_set_arguments, read_config
-from wgpy.config.values import ConfigError, parse_key
-from wgpy.config.writer import format_showconf
-from wgpy.core.crypto import clamp_private_key, public_key
-from wgpy.core.keys import key_to_base64
-from wgpy.uapi.client import (
-    NoDropCountersError,
-    get_device,
-    get_drops,
-    list_interfaces,
-    set_device,
-)
+from wgpy.cli.show import FIELDS, pretty, show_field, showconf
+from wgpy.uapi.client import get_drops, get_state, list_interfaces
+
+if TYPE_CHECKING:
+    import logging
+    from typing import TextIO
+
+    from wgpy.config.model import DeviceConfig
+
+# Everything else is imported by the command that needs it (in the command, or by HANDLERS
+# on first use): the interpreter's start-up and imports are part of every command's time,
+# and `wgpy show` on a big device must stay close to `wg show` (bench/scale.py).
 
 IFNAMSIZ = 16
 SUBCOMMANDS = (
@@ -112,6 +100,8 @@ def _strerror(exc: OSError) -> str:
 
 
 def cmd_genkey(command: str, args: list[str]) -> int:
+    from wgpy.core.keys import clamp_private_key, key_to_base64
+
     if args:
         return fail(f"Usage: {program_name()} {command}")
     try:
@@ -128,6 +118,10 @@ def cmd_genkey(command: str, args: list[str]) -> int:
 
 def cmd_pubkey(command: str, args: list[str]) -> int:
     """pubkey.c: exactly 44 characters, then only whitespace or NUL bytes."""
+    from wgpy.config.values import ConfigError, parse_key
+    from wgpy.core.crypto import public_key
+    from wgpy.core.keys import key_to_base64
+
     if args:
         return fail(f"Usage: {program_name()} {command}")
     data = sys.stdin.buffer.read()
@@ -175,6 +169,9 @@ def cmd_show(command: str, args: list[str]) -> int:
     if "--drops" in args:
         return cmd_show_drops([a for a in args if a != "--drops"])
     if "--paths" in args:
+        from wgpy.cli.punch import cmd_show_paths
+
+        _route_config_notices()
         return cmd_show_paths(program_name(), [a for a in args if a != "--paths"])
     if len(args) > 2:
         _show_usage(command)
@@ -195,7 +192,7 @@ def cmd_show(command: str, args: list[str]) -> int:
         _show_usage(command)
         return 0
     try:
-        device = get_device(args[0])
+        device = get_state(args[0])
     except OSError as exc:
         return fail(f"Unable to access interface: {_strerror(exc)}")
     if len(args) == 1:
@@ -218,7 +215,7 @@ def _show_all(command: str, field: str | None) -> int:
     status = 1 if names else 0
     for index, name in enumerate(names):
         try:
-            device = get_device(name)
+            device = get_state(name)
         except OSError as exc:
             print(f"Unable to access interface {name}: {_strerror(exc)}", file=sys.stderr)
             continue
@@ -240,6 +237,11 @@ def _show_all(command: str, field: str | None) -> int:
 def cmd_show_json(command: str, args: list[str]) -> int:
     """`wgpy show [IFACE|all|interfaces] --json [--config FILE]`: one JSON document
     (cli/jsonview.py has the schema); peer names from FILE or the file wgpy-quick used."""
+    import json
+
+    from wgpy.cli import jsonview
+
+    _route_config_notices()
     config_file = None
     if "--config" in args:
         at = args.index("--config")
@@ -266,6 +268,8 @@ def cmd_show_json(command: str, args: list[str]) -> int:
 
 def cmd_show_drops(args: list[str]) -> int:
     """`wgpy show IFACE --drops`: wgpyd's drop counters (`reason count` per line)."""
+    from wgpy.uapi.client import NoDropCountersError
+
     if len(args) != 1 or args[0] in ("all", "interfaces"):
         return fail(f"Usage: {program_name()} show <interface> --drops")
     try:
@@ -286,10 +290,10 @@ def cmd_showconf(command: str, args: list[str]) -> int:
     if len(args) != 1:
         return fail(f"Usage: {program_name()} {command} <interface>")
     try:
-        device = get_device(args[0])
+        device = get_state(args[0])
     except OSError as exc:
         return fail(f"Unable to access interface: {_strerror(exc)}")
-    sys.stdout.write(format_showconf(device))
+    sys.stdout.write(showconf(device))
     return 0
 
 
@@ -302,7 +306,9 @@ def _ifname(text: str) -> str:
         "utf-8", "surrogateescape")
 
 
-def _apply(iface: str, device: DeviceConfig) -> int:
+def _apply(iface: str, device: "DeviceConfig") -> int:
+    from wgpy.uapi.client import set_device
+
     try:
         set_device(iface, device)
     except OSError as exc:
@@ -311,6 +317,12 @@ def _apply(iface: str, device: DeviceConfig) -> int:
 
 
 def cmd_set(command: str, args: list[str]) -> int:
+    from wgpy.cli.reresolve import is_hostname_endpoint
+    from wgpy.config.names import remember_set_endpoints
+    from wgpy.config.parser import parse_set_arguments
+    from wgpy.config.values import ConfigError
+
+    _route_config_notices()
     if len(args) < 2:
         return fail(f"Usage: {program_name()} {command} {SET_USAGE}")
     try:
@@ -324,6 +336,11 @@ def cmd_set(command: str, args: list[str]) -> int:
 
 
 def cmd_setconf(command: str, args: list[str]) -> int:
+    from wgpy.cli.sync import add_removals
+    from wgpy.config.parser import read_config
+    from wgpy.config.values import ConfigError
+
+    _route_config_notices()
     if len(args) != 2:
         return fail(f"Usage: {program_name()} {command} <interface> <configuration filename>")
     iface, path = _ifname(args[0]), args[1]
@@ -333,7 +350,7 @@ def cmd_setconf(command: str, args: list[str]) -> int:
         return fail(str(exc))
     if command == "syncconf" and device.peers:
         try:
-            add_removals(device, get_device(iface))
+            add_removals(device, get_state(iface))
         except OSError as exc:
             return fail(f"Unable to retrieve current interface configuration: "
                         f"{_strerror(exc)}")
@@ -346,34 +363,41 @@ HANDLERS: dict[str, Callable[[str, list[str]], int]] = {
     "show": cmd_show, "showconf": cmd_showconf, "set": cmd_set, "setconf": cmd_setconf,
     "addconf": cmd_setconf, "syncconf": cmd_setconf, "genkey": cmd_genkey,
     "genpsk": cmd_genkey, "pubkey": cmd_pubkey,
-    # wgpy's own, beyond wg (EXTRAS: listed by `wgpy help` after wg's usage text)
-    "route": lambda _command, args: cmd_route(program_name(), args),
-    "check": lambda _command, args: cmd_check(program_name(), args),
-    "mesh": lambda _command, args: cmd_mesh(program_name(), args),
-    "qr": lambda _command, args: cmd_qr(program_name(), args),
-    "reresolve": lambda _command, args: cmd_reresolve(program_name(), args),
-    "serve": lambda _command, args: cmd_serve(program_name(), args),
-    "punch": lambda _command, args: cmd_punch(program_name(), args),
 }
+# wgpy's own, beyond wg (EXTRAS: listed by `wgpy help` after wg's usage text): the module
+# whose cmd_<name>(program, args) runs it, imported when the command is asked for
+EXTRA_MODULES = {name: f"wgpy.cli.{name}" for name in
+                 ("route", "check", "mesh", "qr", "reresolve", "serve", "punch")}
 
 
-_NOTICES = logging.StreamHandler()
-_NOTICES.setFormatter(logging.Formatter("%(message)s"))
+def _extra(name: str, args: list[str]) -> int:
+    _route_config_notices()
+    command = getattr(importlib.import_module(EXTRA_MODULES[name]), f"cmd_{name}")
+    return int(command(program_name(), args))
+
+
+_notices: "logging.StreamHandler[TextIO] | None" = None
 
 
 def _route_config_notices() -> None:
     """Warnings from the config parser (host bits set, DNS retries) go to stderr bare, as
-    wg prints them (to the current sys.stderr, which callers may have redirected)."""
-    _NOTICES.setStream(sys.stderr)
+    wg prints them (to the current sys.stderr, which callers may have redirected). Called by
+    the commands that read configuration: the others do not import logging."""
+    global _notices
+    import logging
+
+    if _notices is None:
+        _notices = logging.StreamHandler()
+        _notices.setFormatter(logging.Formatter("%(message)s"))
+    _notices.setStream(sys.stderr)
     logger = logging.getLogger("wgpy.config")
-    if _NOTICES not in logger.handlers:
-        logger.addHandler(_NOTICES)
+    if _notices not in logger.handlers:
+        logger.addHandler(_notices)
         logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    _route_config_notices()
     if isinstance(sys.stdout, io.TextIOWrapper):
         # names from the file system (interfaces) need not be valid UTF-8: print them back
         # byte for byte rather than fail, as wg does
@@ -387,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args:
             return cmd_show("show", [])
+        if args[0] in EXTRA_MODULES:
+            return _extra(args[0], args[1:])
         handler = HANDLERS.get(args[0])
         if handler is None:
             sys.stderr.write(f"Invalid subcommand: `{args[0]}'\n{usage_text()}")

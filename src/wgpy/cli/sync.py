@@ -9,9 +9,10 @@ longer sets; this version, like the wg it mirrors, leaves them.
 """
 
 from wgpy.config.model import DeviceConfig, PeerConfig
+from wgpy.uapi.reply import DeviceState
 
 
-def add_removals(device: DeviceConfig, runtime: DeviceConfig) -> None:
+def add_removals(device: DeviceConfig, runtime: DeviceState) -> None:
     """Rewrite `device` (parsed from the file, with replace_peers) for `runtime`'s peers."""
     if not device.peers or not runtime.peers:
         return

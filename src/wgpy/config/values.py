@@ -15,6 +15,7 @@ import socket
 import time
 
 from wgpy.config.model import AllowedIP, Endpoint
+from wgpy.config.numbers import decimal
 from wgpy.core.constants import ZERO_KEY
 from wgpy.core.keys import KeyFormatError, key_from_base64
 
@@ -90,16 +91,6 @@ def parse_port(value: str) -> int:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "invalid"
         raise ConfigError(f"'{value}' is not a valid port: {reason}") from None
     return int(infos[0][4][1])
-
-
-def decimal(text: str) -> int:
-    """int() of a string already checked to be ASCII decimal digits (an optional sign first),
-    that never refuses: past 20 significant digits, beyond every limit a WireGuard number is
-    checked against, it is ±10**20. (int() raises ValueError past 4,300 digits, Python's guard
-    against quadratic conversion; bad numbers must get their error, not a traceback.)"""
-    digits = text.lstrip("+-").lstrip("0")
-    value = int(digits or "0") if len(digits) <= 20 else 10**20
-    return -value if text.startswith("-") else value
 
 
 def unsigned(text: str, maximum: int) -> int | None:

@@ -19,6 +19,7 @@ from nacl.bindings import (
 from nacl.exceptions import CryptoError
 
 from wgpy.core.constants import ZERO_KEY
+from wgpy.core.keys import clamp_private_key
 
 __all__ = [
     "InvalidTag",
@@ -45,14 +46,6 @@ _NONCE = struct.Struct("<4xQ")  # 32 zero bits, then the 64-bit little-endian co
 
 class ZeroSharedSecret(ValueError):
     """X25519 produced the all-zero value: the peer's key is of small order."""
-
-
-def clamp_private_key(key: bytes) -> bytes:
-    """Clamp a Curve25519 scalar as RFC 7748 section 5 (and `wg genkey`) do."""
-    b = bytearray(key)
-    b[0] &= 248
-    b[31] = (b[31] & 127) | 64
-    return bytes(b)
 
 
 def public_key(private_key: bytes) -> bytes:

@@ -4,7 +4,6 @@ import base64
 from collections.abc import Callable
 
 from wgpy.core.constants import KEY_LEN
-from wgpy.core.crypto import clamp_private_key
 
 
 class KeyFormatError(ValueError):
@@ -27,6 +26,14 @@ def key_from_base64(text: str) -> bytes:
 
 def key_to_base64(key: bytes) -> str:
     return base64.b64encode(key).decode("ascii")
+
+
+def clamp_private_key(key: bytes) -> bytes:
+    """Clamp a Curve25519 scalar as RFC 7748 section 5 (and `wg genkey`) do."""
+    b = bytearray(key)
+    b[0] &= 248
+    b[31] = (b[31] & 127) | 64
+    return bytes(b)
 
 
 def generate_private_key(random_bytes: Callable[[int], bytes]) -> bytes:

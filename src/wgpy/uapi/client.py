@@ -19,14 +19,12 @@ class has no kernel module to test an implementation against.)
 
 import contextlib
 import errno
-import ipaddress
 import os
 import socket
 import stat
+from typing import TYPE_CHECKING
 
-from wgpy.config.model import AllowedIP, DeviceConfig, Endpoint, PeerConfig
-from wgpy.config.values import ConfigError, split_endpoint
-from wgpy.core.crypto import public_key
+from wgpy.uapi.reply import DeviceState, EndpointUnreachable, read_reply
 from wgpy.uapi.text import (
     DROP_PREFIX,
     GET_REQUEST,
@@ -36,12 +34,14 @@ from wgpy.uapi.text import (
     format_hex_key,
     format_message,
     parse_errno,
-    parse_hex_key,
     parse_message,
     parse_unsigned,
     socket_dir,
     socket_path,
 )
+
+if TYPE_CHECKING:  # the model is imported by get_device, not by `wgpy show`'s path
+    from wgpy.config.model import DeviceConfig
 
 SYSFS_NET = "/sys/class/net"
 _RECV_SIZE = 1 << 18
@@ -144,12 +144,15 @@ def _exchange(iface: str, request: bytes) -> str:
     return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
-def get_device(iface: str) -> DeviceConfig:
-    """The device's configuration and state (userspace_get_device)."""
+def get_state(iface: str) -> DeviceState:
+    """The device's configuration and state as plain records (userspace_get_device): what
+    the `wgpy` tools read, a tenth of get_device's cost on a big device."""
     try:
-        device, code = _read_get(iface, _exchange(iface, GET_REQUEST))
+        device, code = read_reply(iface, _exchange(iface, GET_REQUEST))
     except UapiFormatError:
         raise _fail(errno.EPROTO) from None
+    except EndpointUnreachable:
+        raise _fail(errno.ENETUNREACH) from None
     if code is None:
         raise _fail(errno.EPROTO)
     if code:
@@ -157,109 +160,39 @@ def get_device(iface: str) -> DeviceConfig:
     return device
 
 
-def _read_get(iface: str, text: str) -> tuple[DeviceConfig, int | None]:
-    """The reply read in one pass over its lines (with parse_message's rules: every line a
-    `key=value`, the blank line required), the keys tested most frequent first: a big
-    device's reply has hundreds of thousands of lines."""
-    device = DeviceConfig(name=iface)
-    peer: PeerConfig | None = None
-    code: int | None = None
-    lines = text.split("\n")
-    try:
-        end = lines.index("")
-    except ValueError:
-        raise UapiFormatError("message not terminated by a blank line") from None
-    if end == len(lines) - 1:
-        raise UapiFormatError("message not terminated by a blank line")
-    for line in lines[:end]:
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise UapiFormatError(f"line without '=': {line!r}")
-        if peer is not None:
-            if key == "allowed_ip":
-                peer.allowed_ips.append(_read_allowed_ip(value))
-            elif key == "public_key":
-                peer = PeerConfig(public_key=parse_hex_key(value))
-                device.peers.append(peer)
-            elif key == "errno":
-                code = parse_unsigned(value, 0x7FFFFFFF)
-            else:
-                _read_peer_key(peer, key, value)
-        elif key == "public_key":
-            peer = PeerConfig(public_key=parse_hex_key(value))
-            device.peers.append(peer)
-        elif key == "errno":
-            code = parse_unsigned(value, 0x7FFFFFFF)
-        elif key == "private_key":
-            device.private_key = parse_hex_key(value)
-            device.public_key = public_key(device.private_key)
-        elif key == "listen_port":
-            device.listen_port = parse_unsigned(value, 0xFFFF)
-        elif key == "fwmark":
-            device.fwmark = parse_unsigned(value, 0xFFFFFFFF)
-    return device, code
+def get_device(iface: str) -> "DeviceConfig":
+    """The device's configuration and state in the typed config model."""
+    import ipaddress
 
+    from wgpy.config.model import (  # here: see TYPE_CHECKING above
+        AllowedIP,
+        DeviceConfig,
+        Endpoint,
+        PeerConfig,
+    )
 
-def _read_peer_key(peer: PeerConfig, key: str, value: str) -> None:
-    if key == "endpoint":
-        peer.endpoint = _read_endpoint(value)
-    elif key == "last_handshake_time_sec":
-        peer.last_handshake_sec = parse_unsigned(value, 2**63 - 1)
-    elif key == "last_handshake_time_nsec":
-        peer.last_handshake_nsec = parse_unsigned(value, 2**63 - 1)
-    elif key == "rx_bytes":
-        peer.rx_bytes = parse_unsigned(value, 2**64 - 1)
-    elif key == "tx_bytes":
-        peer.tx_bytes = parse_unsigned(value, 2**64 - 1)
-    elif key == "preshared_key":
-        psk = parse_hex_key(value)
-        peer.preshared_key = psk if any(psk) else None
-    elif key == "persistent_keepalive_interval":
-        peer.persistent_keepalive = parse_unsigned(value, 0xFFFF)
-    elif key == "protocol_version":
-        peer.protocol_version = parse_unsigned(value, 2**64 - 1)
-
-
-def _read_endpoint(value: str) -> Endpoint:
-    """Through getaddrinfo/getnameinfo as wg does, so scopes print as names (fe80::1%eth0).
-
-    A plain numeric address and port (what daemons send) takes inet_pton/inet_ntop instead,
-    which give the same text (getnameinfo's NI_NUMERICHOST is inet_ntop) in a tenth of the
-    time; anything else (a zone, a port getaddrinfo would have to read) goes the long way."""
-    try:
-        parts = split_endpoint(value)
-    except ConfigError:
-        raise UapiFormatError(f"bad endpoint {value!r}") from None
-    host_text, port_text = parts
-    if port_text.isascii() and port_text.isdigit() and len(port_text) <= 5 \
-            and int(port_text) <= 0xFFFF:
-        family = socket.AF_INET6 if ":" in host_text else socket.AF_INET
-        with contextlib.suppress(OSError):
-            packed = socket.inet_pton(family, host_text)
-            return Endpoint(socket.inet_ntop(family, packed), int(port_text))
-    try:
-        infos = socket.getaddrinfo(parts[0], parts[1], socket.AF_UNSPEC, socket.SOCK_DGRAM,
-                                   socket.IPPROTO_UDP)
-        host, port = socket.getnameinfo(
-            infos[0][4], socket.NI_NUMERICHOST | socket.NI_NUMERICSERV | socket.NI_DGRAM)
-    except (OSError, UnicodeError, ValueError):
-        raise _fail(errno.ENETUNREACH) from None
-    return Endpoint(host, int(port))
-
-
-def _read_allowed_ip(value: str) -> AllowedIP:
-    address_text, slash, cidr_text = value.partition("/")
-    family = socket.AF_INET6 if ":" in address_text else socket.AF_INET
-    try:
-        # the class named directly: ip_address() of 16 bytes first fails as IPv4 (slowly)
-        packed = socket.inet_pton(family, address_text)
-        address = (ipaddress.IPv6Address(packed) if family == socket.AF_INET6
-                   else ipaddress.IPv4Address(packed))
-    except (OSError, ValueError) as exc:
-        raise UapiFormatError(f"bad allowed ip {value!r}") from exc
-    if not slash:
-        raise UapiFormatError(f"bad allowed ip {value!r}")
-    return AllowedIP(address, parse_unsigned(cidr_text, address.max_prefixlen))
+    state = get_state(iface)
+    device = DeviceConfig(name=iface, private_key=state.private_key,
+                          public_key=state.public_key(), listen_port=state.listen_port,
+                          fwmark=state.fwmark)
+    for peer in state.peers:
+        endpoint = None
+        if peer.endpoint is not None:
+            host, _, port = peer.endpoint.rpartition(":")
+            endpoint = Endpoint(host.removeprefix("[").removesuffix("]"), int(port))
+        allowed_ips = []
+        for text in peer.allowed_ips:
+            address, _, cidr = text.partition("/")
+            allowed_ips.append(AllowedIP(ipaddress.ip_address(address), int(cidr)))
+        keepalive, version = peer.persistent_keepalive, peer.protocol_version
+        device.peers.append(PeerConfig(
+            public_key=peer.public_key, preshared_key=peer.preshared_key, endpoint=endpoint,
+            persistent_keepalive=None if keepalive is None else int(keepalive),
+            allowed_ips=allowed_ips, last_handshake_sec=int(peer.last_handshake_sec),
+            last_handshake_nsec=int(peer.last_handshake_nsec), rx_bytes=int(peer.rx_bytes),
+            tx_bytes=int(peer.tx_bytes),
+            protocol_version=None if version is None else int(version)))
+    return device
 
 
 class NoDropCountersError(UapiClientError):
@@ -291,7 +224,7 @@ def get_drops(iface: str) -> dict[str, int]:
     return drops
 
 
-def format_set(device: DeviceConfig) -> bytes:
+def format_set(device: "DeviceConfig") -> bytes:
     """The `set=1` request `wg` would send for this configuration (ipc-uapi.h), plus
     `update_only`, which wg never sends."""
     pairs: list[tuple[str, object]] = [("set", 1)]
@@ -322,7 +255,7 @@ def format_set(device: DeviceConfig) -> bytes:
     return format_message(pairs)
 
 
-def set_device(iface: str, device: DeviceConfig) -> None:
+def set_device(iface: str, device: "DeviceConfig") -> None:
     """Apply a configuration (userspace_set_device); raises UapiClientError on refusal."""
     code = -errno.EPROTO
     try:

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Iterable
 
-from wgpy.config.values import decimal
+from wgpy.config.numbers import decimal
 
 DEFAULT_SOCKET_DIR = "/var/run/wireguard"
 # wg has no override (RUNSTATEDIR is fixed at build time), nor has wireguard-go. wgpyd honours
