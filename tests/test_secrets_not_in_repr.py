@@ -23,6 +23,7 @@ from wgpy.inmemory import Pair, ipv4_packet
 from wgpy.quick.main import parse_options
 from wgpy.uapi import framing
 from wgpy.uapi.protocol import parse_set
+from wgpy.uapi.reply import read_reply
 
 PRIVATE = clamp_private_key(bytes(range(1, 33)))
 PEER_PRIVATE = clamp_private_key(bytes(range(40, 72)))
@@ -84,8 +85,10 @@ def config_samples(tmp_path) -> list[object]:
 def uapi_samples() -> list[object]:
     request = parse_set([f"private_key={PRIVATE.hex()}", f"public_key={PEER_PUBLIC.hex()}",
                          f"preshared_key={PSK.hex()}", "endpoint=192.0.2.1:51820"])
+    reply, _ = read_reply("wg0", f"private_key={PRIVATE.hex()}\npublic_key={PEER_PUBLIC.hex()}\n"
+                                 f"preshared_key={PSK.hex()}\nerrno=0\n\n")
     return [request, request.peers[0], framing.Set(request), *request.device_operations,
-            *request.peers[0].operations]
+            *request.peers[0].operations, reply, *reply.peers]
 
 
 def core_samples() -> tuple[list[object], list[bytes]]:

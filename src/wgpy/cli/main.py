@@ -20,8 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from wgpy import __version__
-from wgpy.cli.show import FIELDS, pretty, show_field, showconf
-from wgpy.uapi.client import get_drops, get_state, list_interfaces
+from wgpy.uapi.client import PendingGet, get_drops, list_interfaces
 
 if TYPE_CHECKING:
     import logging
@@ -31,7 +30,8 @@ if TYPE_CHECKING:
 
 # Everything else is imported by the command that needs it (in the command, or by HANDLERS
 # on first use): the interpreter's start-up and imports are part of every command's time,
-# and `wgpy show` on a big device must stay close to `wg show` (bench/scale.py).
+# and `wgpy show` on a big device must stay close to `wg show` (bench/scale.py). The show
+# commands send their request first and import the formatting while the device answers.
 
 IFNAMSIZ = 16
 SUBCOMMANDS = (
@@ -142,6 +142,8 @@ def cmd_pubkey(command: str, args: list[str]) -> int:
 
 
 def _show_usage(command: str) -> None:
+    from wgpy.cli.show import FIELDS
+
     print(f"Usage: {program_name()} {command} {{ <interface> | all | interfaces }} "
           f"[{' | '.join(FIELDS)}]", file=sys.stderr)
 
@@ -191,18 +193,23 @@ def cmd_show(command: str, args: list[str]) -> int:
     if len(args) == 1 and args[0] in ("-h", "--help", "help"):
         _show_usage(command)
         return 0
+    field = args[1] if len(args) == 2 else None
     try:
-        device = get_state(args[0])
+        pending = PendingGet(args[0])
+        from wgpy.cli import show
+
+        show.prepare(field)
+        device = pending.result()
     except OSError as exc:
         return fail(f"Unable to access interface: {_strerror(exc)}")
-    if len(args) == 1:
-        sys.stdout.write(pretty(device, _color_enabled()))
+    if field is None:
+        sys.stdout.write(show.pretty(device, _color_enabled()))
         return 0
-    if args[1] not in FIELDS:
-        fail(f"Invalid parameter: `{args[1]}'")
+    if field not in show.FIELDS:
+        fail(f"Invalid parameter: `{field}'")
         _show_usage(command)
         return 1
-    sys.stdout.write(show_field(device, args[1], with_interface=False))
+    sys.stdout.write(show.show_field(device, field, with_interface=False))
     return 0
 
 
@@ -212,21 +219,23 @@ def _show_all(command: str, field: str | None) -> int:
     names = _list()
     if names is None:
         return 1
+    from wgpy.cli import show
+
     status = 1 if names else 0
     for index, name in enumerate(names):
         try:
-            device = get_state(name)
+            device = PendingGet(name).result()
         except OSError as exc:
             print(f"Unable to access interface {name}: {_strerror(exc)}", file=sys.stderr)
             continue
         if field is not None:
-            if field not in FIELDS:
+            if field not in show.FIELDS:
                 fail(f"Invalid parameter: `{field}'")
                 _show_usage(command)
                 return 1
-            sys.stdout.write(show_field(device, field, with_interface=True))
+            sys.stdout.write(show.show_field(device, field, with_interface=True))
         else:
-            sys.stdout.write(pretty(device, _color_enabled()))
+            sys.stdout.write(show.pretty(device, _color_enabled()))
             if index != len(names) - 1:
                 sys.stdout.write("\n")
         sys.stdout.flush()
@@ -290,7 +299,10 @@ def cmd_showconf(command: str, args: list[str]) -> int:
     if len(args) != 1:
         return fail(f"Usage: {program_name()} {command} <interface>")
     try:
-        device = get_state(args[0])
+        pending = PendingGet(args[0])
+        from wgpy.cli.show import showconf
+
+        device = pending.result()
     except OSError as exc:
         return fail(f"Unable to access interface: {_strerror(exc)}")
     sys.stdout.write(showconf(device))
@@ -350,7 +362,7 @@ def cmd_setconf(command: str, args: list[str]) -> int:
         return fail(str(exc))
     if command == "syncconf" and device.peers:
         try:
-            add_removals(device, get_state(iface))
+            add_removals(device, PendingGet(iface).result())
         except OSError as exc:
             return fail(f"Unable to retrieve current interface configuration: "
                         f"{_strerror(exc)}")

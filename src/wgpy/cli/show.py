@@ -7,6 +7,7 @@ uapi.reply in one pass, touching per peer only what the output shows: a 10,000-p
 printed in a few tens of milliseconds, as `wg` prints it in ten.
 """
 
+import importlib
 import os
 import time
 
@@ -29,6 +30,15 @@ class _Painter:
 
     def __call__(self, *codes: str) -> str:
         return "".join(codes) if self.color else ""
+
+
+def prepare(field: str | None) -> None:
+    """Import what printing `field` (None: the human form) will need beyond this module: the
+    X25519 that derives the interface's public key (DeviceState.public_key), for the outputs
+    that show it; 5 ms spent while the device is still writing its reply, when this is
+    called in between."""
+    if field in (None, "public-key", "dump"):
+        importlib.import_module("nacl.bindings")
 
 
 def _key(key: bytes | None) -> str:

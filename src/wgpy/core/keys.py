@@ -1,4 +1,5 @@
-"""Key text formats: base64 as `wg` reads and prints them (the UAPI's hex is in wgpy.uapi.text)."""
+"""Key text formats: base64 as `wg` reads and prints them (the UAPI's hex is in wgpy.uapi.text),
+and the clamping of private keys. No crypto library here: `wgpy show` imports this module."""
 
 import base64
 from collections.abc import Callable

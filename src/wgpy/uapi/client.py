@@ -6,6 +6,10 @@ Usable from Python as well as by the `wgpy` command:
     device = get_device("wg0")            # a wgpy.config.model.DeviceConfig
     print(device.listen_port, [p.rx_bytes for p in device.peers])
 
+`get_state` reads the same reply into uapi.reply's plain records instead (values as `wg`
+prints them), ten times faster on a big device: what the `wgpy` tools use. `PendingGet`
+splits it in two, so that a caller can work while the device writes its reply.
+
 Requests and the reading of replies follow `wg` (ipc-uapi.h, ipc-uapi-unix.h): the same text
 is sent, a reply is accepted or refused on the same grounds, and the errno reported is the
 one `wg` would report, so a device cannot tell the two apart and neither can a user. Keys a
@@ -24,7 +28,6 @@ import socket
 import stat
 from typing import TYPE_CHECKING
 
-from wgpy.uapi.reply import DeviceState, EndpointUnreachable, read_reply
 from wgpy.uapi.text import (
     DROP_PREFIX,
     GET_REQUEST,
@@ -40,8 +43,9 @@ from wgpy.uapi.text import (
     socket_path,
 )
 
-if TYPE_CHECKING:  # the model is imported by get_device, not by `wgpy show`'s path
+if TYPE_CHECKING:  # imported where used: `wgpy show` sends its request before the rest
     from wgpy.config.model import DeviceConfig
+    from wgpy.uapi.reply import DeviceState
 
 SYSFS_NET = "/sys/class/net"
 _RECV_SIZE = 1 << 18
@@ -101,8 +105,9 @@ def list_interfaces() -> list[str]:
     return names
 
 
-def _connect(iface: str) -> socket.socket:
-    """userspace_interface_file, falling back like ipc.c to the kernel when no socket."""
+def _send(iface: str, request: bytes) -> socket.socket:
+    """Connect (userspace_interface_file, falling back like ipc.c to the kernel when no
+    socket) and send one request; the connection, to read the reply from."""
     path = socket_path(iface)
     if "/" in iface or not _has_socket(path):
         if _is_kernel_wireguard(iface):
@@ -116,19 +121,19 @@ def _connect(iface: str) -> socket.socket:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         client.connect(path)
+        client.sendall(request)
     except OSError as exc:
         client.close()
         raise _fail(exc.errno or errno.EIO) from None
     return client
 
 
-def _exchange(iface: str, request: bytes) -> str:
-    """Send one request, read one reply (up to and including its blank line)."""
-    with _connect(iface) as client:
+def _receive(client: socket.socket) -> str:
+    """One reply (up to and including its blank line); closes the connection."""
+    with client:
         try:
-            client.sendall(request)
             # chunks joined once, the end looked for only where the last chunk meets the
-            # new one: a big device's reply is megabytes (10 000 peers: about 2.5 MB)
+            # new one: a big device's reply is megabytes (10 000 peers: about 4 MB)
             chunks: list[bytes] = []
             previous = b""
             while True:
@@ -136,7 +141,8 @@ def _exchange(iface: str, request: bytes) -> str:
                 if not chunk:
                     break
                 chunks.append(chunk)
-                if (chunk == b"\n" and len(chunks) == 1) or b"\n\n" in previous + chunk:
+                if (chunk == b"\n" and len(chunks) == 1) or b"\n\n" in previous + chunk[:1] \
+                        or b"\n\n" in chunk:
                     break
                 previous = chunk[-1:]
         except OSError as exc:
@@ -144,20 +150,40 @@ def _exchange(iface: str, request: bytes) -> str:
     return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
-def get_state(iface: str) -> DeviceState:
+def _exchange(iface: str, request: bytes) -> str:
+    """Send one request, read one reply."""
+    return _receive(_send(iface, request))
+
+
+class PendingGet:
+    """A `get=1` sent and not yet read: the device prepares its reply (milliseconds, on a
+    big device) while the caller does something else, such as importing what will print
+    it; `result()` reads it. Errors are those of get_state, each raised where it occurs."""
+
+    def __init__(self, iface: str) -> None:
+        self.iface = iface
+        self._client = _send(iface, GET_REQUEST)
+
+    def result(self) -> "DeviceState":
+        from wgpy.uapi.reply import EndpointUnreachable, read_reply  # here: see TYPE_CHECKING
+
+        try:
+            device, code = read_reply(self.iface, _receive(self._client))
+        except UapiFormatError:
+            raise _fail(errno.EPROTO) from None
+        except EndpointUnreachable:
+            raise _fail(errno.ENETUNREACH) from None
+        if code is None:
+            raise _fail(errno.EPROTO)
+        if code:
+            raise _fail(code)
+        return device
+
+
+def get_state(iface: str) -> "DeviceState":
     """The device's configuration and state as plain records (userspace_get_device): what
     the `wgpy` tools read, a tenth of get_device's cost on a big device."""
-    try:
-        device, code = read_reply(iface, _exchange(iface, GET_REQUEST))
-    except UapiFormatError:
-        raise _fail(errno.EPROTO) from None
-    except EndpointUnreachable:
-        raise _fail(errno.ENETUNREACH) from None
-    if code is None:
-        raise _fail(errno.EPROTO)
-    if code:
-        raise _fail(code)
-    return device
+    return PendingGet(iface).result()
 
 
 def get_device(iface: str) -> "DeviceConfig":
