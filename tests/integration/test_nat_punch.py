@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -72,6 +72,7 @@ class Lab:
     env: dict
     logs: str
     agents: dict[str, subprocess.Popen]
+    start_agents: Callable[[], object] = lambda: None
 
     def ping(self, source: Node, target: str, count: int = 3, size: int = 56,
              interval: float = 0.2) -> subprocess.CompletedProcess:
@@ -146,7 +147,8 @@ def _wait_for_port(ns: Namespace, address: str, port: int, timeout: float = 15) 
 
 
 @contextlib.contextmanager
-def two_nats(kinds: tuple[str, str], fully_random: tuple[bool, bool]) -> Iterator[Lab]:
+def two_nats(kinds: tuple[str, str], fully_random: tuple[bool, bool],
+             start_agents: bool = True) -> Iterator[Lab]:
     tag = unique_name("", max_len=6)
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as directory:
         enter = stack.enter_context
@@ -200,14 +202,18 @@ def two_nats(kinds: tuple[str, str], fully_random: tuple[bool, bool]) -> Iterato
         for source, target in (("a", "b"), ("b", "a")):
             ping = lab.ping(nodes[source], target)
             assert ping.returncode == 0, ping.stdout + lab.explain()
-        for name in ("a", "b"):
-            node = nodes[name]
-            # wgpy-quick remembers the file (PunchHub in it); wg-quick does not: --config
-            where = ["--config", node.config] if node.implementation == "wireguard-go" else []
-            lab.agents[name] = enter(_process(
-                node.ns, [sys.executable, "-m", "wgpy.cli.main", "punch", node.iface, *where,
-                          *PUNCH_TIMERS], env, os.path.join(logs, f"punch-{name}")))
+        lab.start_agents = lambda: [_start_agent(lab, stack, node) for node in (lab.a, lab.b)]
+        if start_agents:
+            lab.start_agents()
         yield lab
+
+
+def _start_agent(lab: Lab, stack: contextlib.ExitStack, node: Node) -> None:
+    # wgpy-quick remembers the file (PunchHub in it); wg-quick does not: --config
+    where = ["--config", node.config] if node.implementation == "wireguard-go" else []
+    lab.agents[node.name] = stack.enter_context(_process(
+        node.ns, [sys.executable, "-m", "wgpy.cli.main", "punch", node.iface, *where,
+                  *PUNCH_TIMERS], lab.env, os.path.join(lab.logs, f"punch-{node.name}")))
 
 
 def assert_hub_carries_nothing(lab: Lab) -> None:
@@ -219,8 +225,20 @@ def assert_hub_carries_nothing(lab: Lab) -> None:
 
 
 def test_spokes_behind_nats_go_direct_wgpyd_and_wireguard_go(wireguard_go):
-    with two_nats(("wgpyd", "wireguard-go"), (False, False)) as lab:
+    with two_nats(("wgpyd", "wireguard-go"), (False, False), start_agents=False) as lab:
+        # a ping every 50 ms through the move from the hub to the direct path: both sides
+        # move at the direct handshake's time + --settle, so (next to) nothing is lost
+        ping = lab.a.ns.popen("ping", "-c", "200", "-i", "0.05", "-W", "1", TUNNEL["b"],
+                              stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        lab.start_agents()
         lab.wait_direct(timeout=20)
+        output, _ = ping.communicate(timeout=30)
+        ended = time.time()
+        received = int(output.split(" received")[0].rsplit(" ", 1)[1])
+        assert received >= 197, output + lab.explain()
+        moved = [lab.path(x, y)["path_since"] for x, y in ((lab.a, lab.b), (lab.b, lab.a))]
+        assert all(since < ended - 0.5 for since in moved), (moved, ended)  # during the run
         assert_hub_carries_nothing(lab)
         view = lab.a.peers(lab.env)[lab.b.key(lab.env)]
         assert (view["allowed_ips"], view["path"]) == ([f"{TUNNEL['b']}/32"], "direct")
