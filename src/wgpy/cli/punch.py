@@ -268,25 +268,24 @@ def cmd_punch(prog: str, args: list[str]) -> int:
     agent.names = peer_names(text)
     # the local device is read this often, to see a direct path's counters move
     poll = min(1.0, timers.keepalive / 2, options.settle)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        while True:
-            now = time.time()
-            try:
-                due = agent.tick(now)
-            except OSError as exc:
-                print(f"{prog} punch: {iface}: {exc.strerror or exc}", file=sys.stderr)
-                if options.once:
-                    return 1
-                due = now + options.interval
+    # SIGTERM and Ctrl-C end the loop between rounds, never inside one: what a round set on
+    # the device is in the links that stop() withdraws
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    while not stopping.is_set():
+        now = time.time()
+        try:
+            due = agent.tick(now)
+        except OSError as exc:
+            print(f"{prog} punch: {iface}: {exc.strerror or exc}", file=sys.stderr)
             if options.once:
-                return 0
-            time.sleep(max(0.0, min(due, now + poll) - time.time()))
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        if not options.once:
-            agent.stop()
+                return 1
+            due = now + options.interval
+        if options.once:
+            return 0
+        stopping.wait(max(0.0, min(due, now + poll) - time.time()))
+    agent.stop()
     return 0
 
 
