@@ -348,25 +348,39 @@ def cmd_set(command: str, args: list[str]) -> int:
 
 
 def cmd_setconf(command: str, args: list[str]) -> int:
-    from wgpy.cli.sync import add_removals
+    if len(args) != 2:
+        return fail(f"Usage: {program_name()} {command} <interface> <configuration filename>")
+    iface, path = _ifname(args[0]), args[1]
+    # syncconf compares with the device's peers: asked for first, so that the device writes
+    # them while the file is read (the file's errors still come first, as wg reports them)
+    pending = PendingGet(iface) if command == "syncconf" else None
+    try:
+        device = _read_config_file(path, append=command == "addconf")
+        if pending is not None and device is not None and device.peers:
+            from wgpy.cli.sync import add_removals
+
+            try:
+                add_removals(device, pending.result())
+            except OSError as exc:
+                return fail(f"Unable to retrieve current interface configuration: "
+                            f"{_strerror(exc)}")
+    finally:
+        if pending is not None:
+            pending.close()  # before the set: the device need not serve two requests at once
+    return 1 if device is None else _apply(iface, device)
+
+
+def _read_config_file(path: str, append: bool) -> "DeviceConfig | None":
+    """The file, or None when it is refused (the error printed)."""
     from wgpy.config.parser import read_config
     from wgpy.config.values import ConfigError
 
     _route_config_notices()
-    if len(args) != 2:
-        return fail(f"Usage: {program_name()} {command} <interface> <configuration filename>")
-    iface, path = _ifname(args[0]), args[1]
     try:
-        device = read_config(path, append=command == "addconf")
+        return read_config(path, append=append)
     except ConfigError as exc:
-        return fail(str(exc))
-    if command == "syncconf" and device.peers:
-        try:
-            add_removals(device, PendingGet(iface).result())
-        except OSError as exc:
-            return fail(f"Unable to retrieve current interface configuration: "
-                        f"{_strerror(exc)}")
-    return _apply(iface, device)
+        fail(str(exc))
+        return None
 
 
 # ---------------------------------------------------------------------- main

@@ -132,9 +132,10 @@ def parse_persistent_keepalive(value: str) -> int:
 
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """inet_pton: IPv6 if there is a colon, else IPv4 (no zones, no leading zeros)."""
-    family = socket.AF_INET6 if ":" in text else socket.AF_INET
     try:
-        return ipaddress.ip_address(socket.inet_pton(family, text))
+        if ":" in text:  # the class named: ip_address() of 16 bytes first fails as IPv4
+            return ipaddress.IPv6Address(socket.inet_pton(socket.AF_INET6, text))
+        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
     except (OSError, ValueError, UnicodeError):
         raise ConfigError(f"'{text}' is not a valid IP address") from None
 
@@ -150,7 +151,12 @@ def parse_allowed_ips(value: str) -> list[AllowedIP]:
         address_text, slash, cidr_text = entry.partition("/")
         address = parse_ip(address_text)
         bits = address.max_prefixlen
-        cidr = _strtoul(cidr_text) if slash else bits
+        if not slash:
+            cidr: int | None = bits
+        elif len(cidr_text) <= 3 and cidr_text.isascii() and cidr_text.isdigit():
+            cidr = int(cidr_text)  # the common case, without _strtoul's regex
+        else:
+            cidr = _strtoul(cidr_text)
         if cidr is None or cidr > bits:
             raise ConfigError(f"'{entry}' is not a valid prefix")
         if int(address) & ((1 << (bits - cidr)) - 1):
@@ -194,6 +200,9 @@ def parse_endpoint(value: str, retries: int | None = None) -> Endpoint:
     transient failures retried (WG_ENDPOINT_RESOLUTION_RETRIES times) with pauses from 1 s
     growing by a fifth up to 20 s, permanent ones (no such name) failing at once."""
     host, port = split_endpoint(value)
+    numeric = _numeric_address(host, port)
+    if numeric is not None:
+        return numeric
     if retries is None:
         retries = resolution_retries()
     delay = 1.0
@@ -216,6 +225,20 @@ def parse_endpoint(value: str, retries: int | None = None) -> Endpoint:
         except ValueError:  # an embedded NUL
             raise ConfigError(f"'{value}' is not a valid endpoint") from None
     return numeric_endpoint(infos[0][4])
+
+
+def _numeric_address(host: str, port: str) -> Endpoint | None:
+    """An endpoint that is a numeric address (no zone) and a decimal port, without the
+    resolver: inet_pton/inet_ntop give what getaddrinfo and getnameinfo would (getnameinfo's
+    NI_NUMERICHOST is inet_ntop), at a tenth of the cost, which counts in a 10,000-peer file.
+    None for anything else (names, zones, service names), which goes to getaddrinfo."""
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 0xFFFF):
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return Endpoint(socket.inet_ntop(family, socket.inet_pton(family, host)), int(port))
+    except (OSError, ValueError):
+        return None
 
 
 def numeric_endpoint(sockaddr: tuple) -> Endpoint:

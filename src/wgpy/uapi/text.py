@@ -9,7 +9,6 @@ failed request with the *negated* errno (`errno=-22`), which `wg` negates back f
 import errno
 import os
 import re
-from collections.abc import Iterable
 
 from wgpy.config.numbers import decimal
 
@@ -51,11 +50,6 @@ def socket_dir() -> str:
 def socket_path(iface: str, directory: str | None = None) -> str:
     """The socket of one interface, in `directory` or else in socket_dir()."""
     return os.path.join(directory or socket_dir(), iface + SOCKET_SUFFIX)
-
-
-def format_message(pairs: Iterable[tuple[str, object]]) -> bytes:
-    """`key=value` lines and the terminating blank line."""
-    return ("".join(f"{key}={value}\n" for key, value in pairs) + "\n").encode()
 
 
 def split_line(line: str) -> tuple[str, str]:
