@@ -15,7 +15,8 @@ one IPv6) and, on every fourth peer, a persistent keepalive. Paths, each timed a
                          with every 100th endpoint moved
   quick save             `wgpy-quick save FILE` against `wg-quick save FILE`
   daemon setconf         `wg setconf` of the stripped file: wgpyd against wireguard-go, with
-                         the daemon's CPU time and memory (RSS idle, after, peak)
+                         the daemon's CPU time and memory (RSS idle, after, peak; and after
+                         the gets, which wgpyd keeps each peer's text from)
   daemon first get       the first raw UAPI `get=1` round trip after it (wgpyd keeps each
                          peer's text for the gets after: none is kept yet)
   daemon get             one raw UAPI `get=1` round trip: wgpyd against wireguard-go
@@ -269,6 +270,7 @@ def measure_daemons(namespaces: dict[str, Namespace], files: str, tag: str, peer
                 raise BenchError(f"{daemons[kind]}: {shown} peers after setconf, not {peers}")
             results[kind]["daemon get"] = median(
                 [uapi_round_trip(ns.name, iface, b"get=1\n\n", timeout) for _ in range(repeat)])
+            results[kind]["rss after gets MiB"] = status_kib(proc.pid, "VmRSS") / 1024
             results[kind]["daemon set one peer"] = median(
                 [uapi_round_trip(ns.name, iface, one_peer_request(i), timeout)
                  for i in range(repeat)])
@@ -382,7 +384,8 @@ REFERENCE_NAME = {"quick up": "wg-quick + wireguard-go", "quick down": "wg-quick
                   "daemon setconf": "wireguard-go", "daemon first get": "wireguard-go",
                   "daemon get": "wireguard-go", "daemon set one peer": "wireguard-go"}
 MEMORY = (("rss idle MiB", "RSS idle MiB"), ("rss MiB", "RSS MiB"),
-          ("peak rss MiB", "peak RSS MiB"), ("KiB per peer", "KiB per peer"))
+          ("peak rss MiB", "peak RSS MiB"), ("KiB per peer", "KiB per peer"),
+          ("rss after gets MiB", "RSS after gets MiB"))
 
 
 def cell(times: dict[str, float], path: str) -> str:
@@ -414,7 +417,8 @@ def report(table: dict[int, dict[str, dict[str, float]]], args: argparse.Namespa
         f"{n} peers: {' / '.join(label for _, label in MEMORY)}" for n in sizes) + " |")
     print("|---" * (len(sizes) + 1) + "|")
     for kind in ("wgpy", "reference"):
-        cells = [" / ".join(f"{table[n][kind][key]:.3g}" for key, _ in MEMORY)
+        cells = [" / ".join(f"{table[n][kind][key]:.3g}" if key in table[n][kind] else "-"
+                            for key, _ in MEMORY)
                  for n in sizes if "rss MiB" in table[n].get(kind, {})]
         if cells:
             print(f"| {'wgpyd' if kind == 'wgpy' else 'wireguard-go'} | "
