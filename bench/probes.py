@@ -20,7 +20,7 @@ IPERF_PORT = 5201
 UDP_PAYLOAD = 1350
 UDP_COUNTERS = ("UdpInDatagrams", "Udp6InDatagrams", "UdpInErrors", "Udp6InErrors",
                 "UdpRcvbufErrors", "Udp6RcvbufErrors", "UdpSndbufErrors", "Udp6SndbufErrors")
-_RTT = re.compile(r"time=([0-9.]+) ms")
+RTT = re.compile(r"time=([0-9.]+) ms")
 _SKMEM_DROPS = re.compile(r"skmem:\([^)]*,d(\d+)\)")
 
 
@@ -86,7 +86,7 @@ def ping_rtts(ns: Namespace, address: str, count: int, interval: float) -> list[
     """Round-trip times in ms of `count` pings at `interval` seconds on an idle path."""
     result = ns.run("ping", "-n", "-c", str(count), "-i", f"{interval:g}", "-W", "1", address,
                     check=False, timeout=count * interval + 10)
-    rtts = [float(match) for match in _RTT.findall(result.stdout)]
+    rtts = [float(match) for match in RTT.findall(result.stdout)]
     if not rtts:
         raise BenchError(f"ping {address}: no replies")
     return rtts

@@ -32,6 +32,9 @@ past --quick-timeout is recorded as timed out and the rest skipped). Hold the be
 `flock /tmp/wgpy-bench.lock python3 bench/scale.py`; `--only quick|daemon` and `--merge`
 split a long run into shorter ones and put their figures together again.
 
+--ping-during-get N: instead, whether a big `get` holds up packets: ping RTTs through a
+tunnel to a hub daemon with N peers, alone and while it answers 5 gets (ping_during_get).
+
 --smoke: only the wgpy side at 500 and 2 000 peers (medians of 3), failing unless every
 path was measured and its time at 4x the peers is at most 6x its time (linear growth; CI,
 tests/bench).
@@ -53,7 +56,8 @@ import tempfile
 import time
 
 import machine
-from testbed import BenchError, Namespace, cpu_seconds, daemon, genkey, status_kib
+from probes import RTT, ping_rtts
+from testbed import TUNNEL, BenchError, Namespace, Testbed, cpu_seconds, daemon, genkey, status_kib
 
 SIZES = (1_000, 10_000, 50_000)
 SMOKE_SIZES = (500, 2_000)
@@ -301,6 +305,58 @@ def measure_tools(ns: Namespace, iface: str, config: str, kinds: list[str], repe
     return results
 
 
+def ping_during_get(peers: int, gets: int, timeout: float) -> dict[str, dict[str, float]]:
+    """Does a big `get` hold up packets? For each hub daemon (wgpyd, wireguard-go): a tunnel
+    to a wgpyd in another namespace, the hub's peers added to the hub (`wg addconf`, without
+    keepalives, so nothing else is sent), then pings through the tunnel every 10 ms, alone
+    and while `gets` raw UAPI gets run one after the other (0.2 s apart); the first get is
+    the first since the peers were added. RTTs in ms: median, 99th percentile, maximum."""
+    results: dict[str, dict[str, float]] = {}
+    for hub in ("wgpyd", "wireguard-go"):
+        with Testbed(tag=f"g{os.getpid() % 100000}") as bed, \
+                tempfile.TemporaryDirectory() as files:
+            hub_conf, peers_conf = os.path.join(files, "hub.conf"), os.path.join(files, "p.conf")
+            hub_file(hub_conf, peers, 1)
+            with open(hub_conf) as source:
+                sections = source.read().split("\n\n", 1)[1]
+            with open(os.open(peers_conf, os.O_WRONLY | os.O_CREAT, 0o600), "w") as handle:
+                handle.writelines(line + "\n" for line in sections.splitlines()
+                                  if not line.startswith("PersistentKeepalive"))
+            with bed.tunnel(hub, "wgpyd"):
+                iface = bed.ifaces[0]
+                bed.a.run("wg", "addconf", iface, peers_conf, timeout=timeout)
+                bed.b.run("ping", "-c", "3", "-W", "5", TUNNEL[0], timeout=30)
+                count = 100 + gets * 40
+                alone = ping_rtts(bed.b, TUNNEL[0], 100, 0.01)
+                ping = bed.b.popen("ping", "-n", "-c", str(count), "-i", "0.01", TUNNEL[0],
+                                   stdout=subprocess.PIPE, text=True)
+                try:
+                    time.sleep(0.2)
+                    seconds = []
+                    for _ in range(gets):
+                        seconds.append(uapi_round_trip(bed.a.name, iface, b"get=1\n\n",
+                                                       timeout))
+                        time.sleep(0.2)
+                    during = [float(rtt) for rtt in RTT.findall(
+                        ping.communicate(timeout=count * 0.02 + 30)[0])]
+                finally:
+                    if ping.poll() is None:
+                        ping.kill()
+                        ping.wait()
+            results[hub] = {"gets s": seconds, **rtt_summary("alone", alone),
+                            **rtt_summary("during gets", during)}
+    return results
+
+
+def rtt_summary(label: str, rtts: list[float]) -> dict[str, float]:
+    if not rtts:
+        raise BenchError(f"ping {label}: no replies")
+    ordered = sorted(rtts)
+    return {f"{label} median ms": statistics.median(ordered),
+            f"{label} p99 ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+            f"{label} max ms": ordered[-1], f"{label} replies": len(ordered)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/scale.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -316,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="per other command")
     parser.add_argument("--smoke", action="store_true",
                         help="wgpy only, 500 and 2000 peers, check linear growth (CI)")
+    parser.add_argument("--ping-during-get", type=int, metavar="PEERS",
+                        help="measure only this: ping RTT through a tunnel while a hub "
+                             "daemon with PEERS peers answers 5 gets (wgpyd, wireguard-go)")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="measure nothing: the table (and --chart) of earlier runs' JSON "
                              "files together (e.g. one run per size)")
@@ -334,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
+    if args.ping_during_get:
+        return report_ping(args)
     tag = str(os.getpid())
     table: dict[int, dict[str, dict[str, float]]] = {}
     try:
@@ -366,6 +427,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench/scale.py: {exc}", file=sys.stderr)
         return 1
     return report(table, args)
+
+
+def report_ping(args: argparse.Namespace) -> int:
+    try:
+        results = ping_during_get(args.ping_during_get, 5, args.timeout)
+    except KeyboardInterrupt:
+        print("bench/scale.py: interrupted; cleaned up", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"bench/scale.py: {exc}", file=sys.stderr)
+        return 1
+    print(f"| hub daemon, {args.ping_during_get} peers | gets s | ping alone: median / p99 / "
+          "max ms | ping during the gets: median / p99 / max ms |\n|---|---|---|---|")
+    for hub, entry in results.items():
+        print(f"| {hub} | {', '.join(f'{s:.3f}' for s in entry['gets s'])} | " + " | ".join(
+            " / ".join(f"{entry[f'{label} {stat} ms']:.2f}" for stat in ("median", "p99", "max"))
+            for label in ("alone", "during gets")) + " |")
+    stamp = machine.timestamp()
+    data = {"meta": {"timestamp": stamp, "machine": machine.describe(),
+                     "settings": {"ping_during_get": args.ping_during_get, "gets": 5}},
+            "ping_during_get": results}
+    print(f"\nJSON: {machine.write_json(data, args.out, f'scale-ping-{stamp}.json')}")
+    return 0
 
 
 def merged(paths: list[str]) -> dict[int, dict[str, dict[str, float]]]:
