@@ -23,13 +23,14 @@ one IPv6) and, on every fourth peer, a persistent keepalive. Paths, each timed a
   daemon set one peer    one raw UAPI `set=1` of one new peer on the full device
   show, show dump, show allowed-ips, showconf, syncconf
                          `wgpy …` against `wg …`, both on the same wgpyd device (output
-                         compared byte for byte; a difference fails the run)
+                         compared byte for byte; a difference fails the run); `wgpy` as
+                         installed: its console script, bytecode compiled once
 
 Daemons run with their interface down (nothing is sent); the quick paths bring the interface
 up; keepalive peers' handshakes find no route and are not sent. Times are medians of
 --repeat runs (quick paths: one run each, in the order up, reload, save, down; a step
 past --quick-timeout is recorded as timed out and the rest skipped). Hold the bench lock:
-`flock /tmp/wgpy-bench.lock python3 bench/scale.py`; `--only quick|daemon` and `--merge`
+`flock /tmp/wgpy-bench.lock python3 bench/scale.py`; `--only quick|daemon|tools` and `--merge`
 split a long run into shorter ones and put their figures together again.
 
 --ping-during-get N: instead, whether a big `get` holds up packets: ping RTTs through a
@@ -43,10 +44,12 @@ tests/bench).
 import argparse
 import base64
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -72,7 +75,10 @@ TOOL_PATHS = {  # label -> wg arguments after the interface name (None: the file
 QUICK_PATHS = ("quick up", "quick reload", "quick save", "quick down")
 DAEMON_PATHS = ("daemon setconf", "daemon first get", "daemon get", "daemon set one peer")
 PATHS = (*QUICK_PATHS, *DAEMON_PATHS, *TOOL_PATHS)
-WGPY = [sys.executable, "-m", "wgpy.cli.main"]
+# the `wgpy` console script installed with this Python, as a user runs it (`python3 -m`
+# would add runpy's imports), else the module
+_SCRIPT = os.path.join(os.path.dirname(sys.executable), "wgpy")
+WGPY = [_SCRIPT] if os.access(_SCRIPT, os.X_OK) else [sys.executable, "-m", "wgpy.cli.main"]
 WGPY_QUICK = [sys.executable, "-m", "wgpy.quick.main"]
 
 
@@ -285,9 +291,49 @@ def measure_daemons(namespaces: dict[str, Namespace], files: str, tag: str, peer
     return results
 
 
+def measure_tools_only(ns: Namespace, files: str, tag: str, peers: int, repeat: int,
+                       timeout: float) -> dict:
+    """The tool paths alone (--only tools): wgpy against wg on one wgpyd device, after the
+    gets that keep its peers' text (as measure_daemons leaves it)."""
+    hub = os.path.join(files, "hub.conf")
+    config = os.path.join(files, "wg.conf")
+    hub_file(hub, peers, 51913)
+    stripped(hub, config)
+    iface = f"wb{tag}t"
+    with daemon(ns, "wgpyd", iface):
+        timed(ns, ["wg", "setconf", iface, config], timeout)
+        uapi_round_trip(ns.name, iface, b"get=1\n\n", timeout)
+        kinds = ["wgpy", "reference"]
+        return measure_tools(ns, iface, config, kinds, repeat, timeout,
+                             {kind: {} for kind in kinds})
+
+
+def installed_env(cache: str) -> dict[str, str]:
+    """The environment for timing `wgpy` as installed: its bytecode compiled once, into
+    `cache` (pip compiles it at install), not again at every run as PYTHONDONTWRITEBYTECODE
+    (set in some shells) would have it: that is 10 ms of each run no user pays."""
+    env = {key: value for key, value in os.environ.items()
+           if key != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPYCACHEPREFIX=cache, WG_HIDE_KEYS="never")
+    package = os.path.dirname(importlib.util.find_spec("wgpy").origin or "")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return env
+
+
 def measure_tools(ns: Namespace, iface: str, config: str, kinds: list[str], repeat: int,
                   timeout: float, results: dict) -> dict:
     """wgpy and wg, alternating, on the same wgpyd device; outputs must be identical."""
+    cache = tempfile.mkdtemp(prefix="wgpyb-pyc-")
+    try:
+        return _measure_tools(ns, iface, config, kinds, repeat, timeout, results,
+                              installed_env(cache))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _measure_tools(ns: Namespace, iface: str, config: str, kinds: list[str], repeat: int,
+                   timeout: float, results: dict, env: dict[str, str]) -> dict:
     for label, words in TOOL_PATHS.items():
         args = [word.format(iface=iface, file=config) for word in words]
         samples: dict[str, list[float]] = {kind: [] for kind in kinds}
@@ -295,8 +341,7 @@ def measure_tools(ns: Namespace, iface: str, config: str, kinds: list[str], repe
         for round_index in range(repeat):
             for kind in kinds if round_index % 2 == 0 else kinds[::-1]:
                 argv = [*(WGPY if kind == "wgpy" else ["wg"]), *args]
-                seconds, outputs[kind] = timed(ns, argv, timeout,
-                                               env=dict(os.environ, WG_HIDE_KEYS="never"))
+                seconds, outputs[kind] = timed(ns, argv, timeout, env=env)
                 samples[kind].append(seconds)
         if len(set(outputs.values())) > 1:
             raise BenchError(f"`{label}`: wgpy's output differs from wg's")
@@ -363,8 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", type=lambda t: [int(n) for n in t.split(",")],
                         default=list(SIZES), help="comma-separated sizes (1000,10000,50000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed path (median)")
-    parser.add_argument("--only", choices=("quick", "daemon"),
-                        help="only the quick paths, or only the daemon and tool paths")
+    parser.add_argument("--only", choices=("quick", "daemon", "tools"),
+                        help="only the quick paths, only the daemon and tool paths, or only "
+                             "the tool paths (wgpy against wg on one wgpyd)")
     parser.add_argument("--wg-quick-max", type=int, default=50_000,
                         help="largest size to run wg-quick at (it forks `ip` per prefix)")
     parser.add_argument("--quick-timeout", type=float, default=900,
@@ -408,10 +454,13 @@ def main(argv: list[str] | None = None) -> int:
                 kinds = list(namespaces)
                 entry: dict[str, dict[str, float]] = {kind: {} for kind in kinds}
                 with tempfile.TemporaryDirectory() as files:
-                    if args.only != "quick":
+                    if args.only == "tools":
+                        entry = measure_tools_only(namespaces["wgpy"], files, tag, peers,
+                                                   args.repeat, args.timeout)
+                    elif args.only != "quick":
                         entry = measure_daemons(namespaces, files, tag, peers, kinds,
                                                 args.repeat, args.timeout)
-                    if args.only != "daemon":
+                    if args.only not in ("daemon", "tools"):
                         quick_kinds = [k for k in kinds
                                        if k == "wgpy" or peers <= args.wg_quick_max]
                         for kind, times in measure_quick(namespaces, files, tag, peers,

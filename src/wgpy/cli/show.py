@@ -98,11 +98,10 @@ def human_bytes(count: int, c: _Painter) -> str:
 def sorted_peers(peers: list[PeerState]) -> list[PeerState]:
     """show.c sort_peers: latest handshake first (seconds, then nanoseconds), peers that never
     shook hands last; ties keep the device's order (glibc's qsort is a stable merge sort)."""
-    def key(peer: PeerState) -> tuple[bool, int, int]:
-        seconds, nanoseconds = int(peer.last_handshake_sec), int(peer.last_handshake_nsec)
-        return not seconds and not nanoseconds, -seconds, -nanoseconds
-
-    return sorted(peers, key=key)
+    never = [p for p in peers if p.last_handshake_sec == "0" == p.last_handshake_nsec]
+    shook = [p for p in peers if p.last_handshake_sec != "0" or p.last_handshake_nsec != "0"]
+    shook.sort(key=lambda p: (-int(p.last_handshake_sec), -int(p.last_handshake_nsec)))
+    return shook + never
 
 
 def pretty(device: DeviceState, color: bool, now: int | None = None) -> str:
