@@ -67,6 +67,11 @@ HUB = key()
     {"interfaces": [{"public_key": key_to_base64(HUB), "peers": [{}]}]},
     {"interfaces": [{"public_key": key_to_base64(HUB), "peers": [
         {"public_key": key_to_base64(HUB), "latest_handshake": "soon"}]}]},
+    *({"interfaces": [{"public_key": key_to_base64(HUB), "peers": [
+        {"public_key": key_to_base64(HUB), **bad}]}]} for bad in (
+            {"endpoint": "hub.example:51820"}, {"endpoint": "192.0.2.1:70000"},
+            {"endpoint": "192.0.2.1"}, {"allowed_ips": ["10.0.0.0/33"]},
+            {"allowed_ips": ["everything"]})),
 ])
 def test_a_page_that_is_not_the_json_is_a_hub_error(document):
     with pytest.raises(HubError):
@@ -97,6 +102,7 @@ def test_state_file_round_trip_and_bad_files(tmp_path, monkeypatch):
     (["wgx", "--hub", "10.0.0.1", "--keepalive", "5", "--dead-after", "5"],
      "--dead-after must be longer than --keepalive"),
     (["wgx", "--config", "/nonexistent"], "no hub"),
+    (["wgx", "--hub", "http://10.0.0.1:port/json"], "hub http://10.0.0.1:port/json"),
 ])
 def test_bad_options_are_refused_before_anything_runs(args, message, tmp_path):
     result = run_wgpy("punch", *args, env={"WGPY_STATE_DIR": str(tmp_path)})

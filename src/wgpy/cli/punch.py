@@ -15,6 +15,7 @@ from, or --config) says it in a comment that wg-quick ignores:  `# PunchHub = UR
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -61,13 +62,19 @@ def hub_from_config(text: str) -> str | None:
 
 
 def _endpoint(text: str | None) -> Endpoint | None:
+    """An address and port as the device takes them (ValueError otherwise: a hub's bad
+    value must not make the whole `set` of a round fail, fallbacks included)."""
     if not text:
         return None
     try:
-        host, port = split_endpoint(text)
-        return Endpoint(host, int(port))
-    except (ConfigError, ValueError):
-        return None
+        host, port_text = split_endpoint(text)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    ipaddress.ip_address(host.partition("%")[0])
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"bad port in {text!r}")
+    return Endpoint(host, port)
 
 
 def hub_view(document: Any, local_keys: set[bytes]) -> HubView:
@@ -80,7 +87,8 @@ def hub_view(document: Any, local_keys: set[bytes]) -> HubView:
                 continue
             peers = tuple(HubPeer(key_from_base64(peer["public_key"]),
                                   _endpoint(peer.get("endpoint")),
-                                  tuple(str(p) for p in peer.get("allowed_ips") or ()),
+                                  tuple(str(ipaddress.ip_network(p, strict=False))
+                                        for p in peer.get("allowed_ips") or ()),
                                   float(peer.get("latest_handshake") or 0),
                                   str(peer["name"]) if peer.get("name") else None)
                           for peer in interface["peers"])
@@ -259,7 +267,12 @@ def cmd_punch(prog: str, args: list[str]) -> int:
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    poller = HubPoller(hub_url(hub), options.interval)
+    try:
+        url = hub_url(hub)
+    except ValueError as exc:
+        print(f"{prog} punch: hub {hub}: {exc}", file=sys.stderr)
+        return 1
+    poller = HubPoller(url, options.interval)
     if options.once:
         poller.read_once()
     else:
