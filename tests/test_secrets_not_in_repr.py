@@ -144,6 +144,11 @@ NO_SECRETS = {
     "wgpy.io.udp._Source",  # a sticky source address: control messages, interface index
     "wgpy.cli.reresolve.NamedEndpoint",  # a peer's public key and its endpoint hostname
     "wgpy.core.events.PeerEvent",  # what happened, a peer's public key, an endpoint
+    # wgpy punch: public keys, endpoints, prefixes, times (PeerConfig's repr hides its psk,
+    # and the changes it decides never carry one); the hub poller's repr is Thread's
+    *(f"wgpy.cli.directpaths.{name}" for name in ("HubPeer", "HubView", "Link", "Step",
+                                                  "Timers")),
+    "wgpy.cli.punch.HubPoller",
     # set operations without a key: flags, an endpoint, an interval, a prefix
     *(f"wgpy.uapi.protocol.{name}" for name in (
         "UpdateOnly", "RemovePeer", "ReplaceAllowedIPs", "ReplacePeers", "SetEndpoint",
