@@ -54,6 +54,7 @@ class Spoke:
     def view(self, b_endpoint: str | None = "203.0.113.3:40000", b_handshake: float = 990.0,
              b_allowed: tuple[str, ...] = ("10.100.0.3/32",), others=()) -> HubView:
         host, _, port = (b_endpoint or ":0").rpartition(":")
+        host = host.strip("[]")
         peers = [HubPeer(self.own, Endpoint("203.0.113.2", 50000), ("10.100.0.2/32",), 990.0),
                  HubPeer(self.b, Endpoint(host, int(port)) if b_endpoint else None, b_allowed,
                          b_handshake), *others]
@@ -285,3 +286,15 @@ def test_an_entry_left_from_before_is_made_anew_and_a_vanished_one_gives_prefixe
     result = spoke.run(spoke.view(), 1001.5)  # someone removed the entry: no remove sent
     assert [c.public_key for c in result.changes] == [spoke.hub]
     assert spoke.route() == spoke.hub and spoke.links[spoke.b].path == RELAYED
+
+
+def test_ipv6_prefixes_move_like_ipv4_ones():
+    spoke = Spoke(hub_allowed=("10.100.0.0/24", "fd00:100::/64"))
+    view = spoke.view(b_endpoint="[2001:db8::3]:40000",
+                      b_allowed=("10.100.0.3/32", "fd00:100::3/128"))
+    spoke.run(view, 1000.0)
+    assert spoke.peer(spoke.b).endpoint == Endpoint("2001:db8::3", 40000)
+    spoke.handshake(spoke.b, 1000.2)
+    spoke.run(view, 1001.0)
+    assert spoke.route("fd00:100::3") == spoke.route("10.100.0.3") == spoke.b
+    assert spoke.route("fd00:100::9") == spoke.hub
