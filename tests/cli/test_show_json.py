@@ -220,5 +220,7 @@ def test_remembered_config_file_gives_names(tmp_path, monkeypatch):
     names.remember_config_file("wgx", str(config))
     assert {key_to_base64(k): v for k, v in names.interface_peer_names("wgx").items()} == \
         {peer: "router"}
+    (tmp_path / "state" / "wgx.paths.json").write_text("{}")  # `wgpy punch`'s, if it ran
     names.forget_config_file("wgx")
     assert names.remembered_config_file("wgx") is None
+    assert os.listdir(tmp_path / "state") == []

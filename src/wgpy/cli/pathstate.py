@@ -4,7 +4,8 @@
 config/names.py): the device holds only AllowedIPs and counters, so *since when* a peer is
 direct or relayed, and which entries the agent made (and may change or remove) live here.
 `wgpy show --json` and `wgpy show IFACE --paths` read it; a restarted agent takes its links
-back from it. Written whole to a temporary file and renamed, so a reader never sees half.
+back from it; `wgpy-quick down` forgets it with the interface's other state. Written whole to
+a temporary file and renamed, so a reader never sees half.
 """
 
 import contextlib
@@ -12,13 +13,12 @@ import json
 import os
 
 from wgpy.cli.directpaths import Link
-from wgpy.config.names import DEFAULT_STATE_DIR, STATE_DIR_ENV
+from wgpy.config.names import punch_state_path
 from wgpy.core.keys import KeyFormatError, key_from_base64, key_to_base64
 
 
 def state_path(iface: str) -> str:
-    directory = os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
-    return os.path.join(directory, f"{iface}.paths.json")
+    return punch_state_path(iface)
 
 
 def load_links(iface: str) -> tuple[bytes | None, dict[bytes, Link]]:

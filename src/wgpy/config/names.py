@@ -80,9 +80,16 @@ def remember_config_file(iface: str, path: str) -> None:
             handle.write(os.path.abspath(path) + "\n")
 
 
+def punch_state_path(iface: str) -> str:
+    """`wgpy punch`'s state file for `iface` (cli/pathstate.py), forgotten with the rest."""
+    directory = os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
+    return os.path.join(directory, f"{iface}.paths.json")
+
+
 def forget_config_file(iface: str) -> None:
-    """The interface is gone: forget its file and the endpoint names `wgpy set` gave it."""
-    for path in (_state_path(iface), _endpoint_names_path(iface)):
+    """The interface is gone: forget its file, the endpoint names `wgpy set` gave it and what
+    `wgpy punch` knew of its paths."""
+    for path in (_state_path(iface), _endpoint_names_path(iface), punch_state_path(iface)):
         with contextlib.suppress(OSError):
             os.unlink(path)
 
