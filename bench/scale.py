@@ -48,6 +48,7 @@ import importlib.util
 import itertools
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -373,29 +374,41 @@ def ping_during_get(peers: int, gets: int, timeout: float) -> dict[str, dict[str
                 bed.b.run("ping", "-c", "3", "-W", "5", TUNNEL[0], timeout=30)
                 count = 100 + gets * 40
                 alone = ping_rtts(bed.b, TUNNEL[0], 100, 0.01)
-                ping = bed.b.popen("ping", "-n", "-c", str(count), "-i", "0.01", TUNNEL[0],
-                                   stdout=subprocess.PIPE, text=True)
+                ping = bed.b.popen("ping", "-n", "-D", "-c", str(count), "-i", "0.01",
+                                   TUNNEL[0], stdout=subprocess.PIPE, text=True)
                 try:
                     time.sleep(0.2)
-                    seconds = []
+                    windows = []  # wall-clock span of each get
                     for _ in range(gets):
-                        seconds.append(uapi_round_trip(bed.a.name, iface, b"get=1\n\n",
-                                                       timeout))
+                        start = time.time()
+                        uapi_round_trip(bed.a.name, iface, b"get=1\n\n", timeout)
+                        windows.append((start, time.time()))
                         time.sleep(0.2)
-                    during = [float(rtt) for rtt in RTT.findall(
-                        ping.communicate(timeout=count * 0.02 + 30)[0])]
+                    output = ping.communicate(timeout=count * 0.02 + 30)[0]
                 finally:
                     if ping.poll() is None:
                         ping.kill()
                         ping.wait()
-            results[hub] = {"gets s": seconds, **rtt_summary("alone", alone),
-                            **rtt_summary("during gets", during)}
+            # a ping is held up by a get if it was sent (reply time - RTT) during one
+            replies = [(float(stamp) - float(rtt) / 1000, float(rtt))
+                       for stamp, rtt in _STAMPED_RTT.findall(output)]
+            held = [[rtt for sent, rtt in replies if start <= sent <= end]
+                    for start, end in windows]
+            results[hub] = {"gets s": [end - start for start, end in windows],
+                            **rtt_summary("alone", alone),
+                            **rtt_summary("during all", [rtt for _, rtt in replies]),
+                            **rtt_summary("during the first get", held[0]),
+                            **rtt_summary("during later gets",
+                                          [rtt for window in held[1:] for rtt in window])}
     return results
+
+
+_STAMPED_RTT = re.compile(r"^\[([0-9.]+)\].*?" + RTT.pattern, re.MULTILINE)
 
 
 def rtt_summary(label: str, rtts: list[float]) -> dict[str, float]:
     if not rtts:
-        raise BenchError(f"ping {label}: no replies")
+        raise BenchError(f"ping {label}: no replies (a get shorter than 10 ms?)")
     ordered = sorted(rtts)
     return {f"{label} median ms": statistics.median(ordered),
             f"{label} p99 ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
@@ -487,12 +500,14 @@ def report_ping(args: argparse.Namespace) -> int:
     except BenchError as exc:
         print(f"bench/scale.py: {exc}", file=sys.stderr)
         return 1
-    print(f"| hub daemon, {args.ping_during_get} peers | gets s | ping alone: median / p99 / "
-          "max ms | ping during the gets: median / p99 / max ms |\n|---|---|---|---|")
+    labels = ("alone", "during the first get", "during later gets", "during all")
+    print(f"| hub daemon, {args.ping_during_get} peers | gets s | "
+          + " | ".join(f"ping {label}: median / p99 / max ms" for label in labels)
+          + " |\n" + "|---" * (len(labels) + 2) + "|")
     for hub, entry in results.items():
         print(f"| {hub} | {', '.join(f'{s:.3f}' for s in entry['gets s'])} | " + " | ".join(
             " / ".join(f"{entry[f'{label} {stat} ms']:.2f}" for stat in ("median", "p99", "max"))
-            for label in ("alone", "during gets")) + " |")
+            for label in labels) + " |")
     stamp = machine.timestamp()
     data = {"meta": {"timestamp": stamp, "machine": machine.describe(),
                      "settings": {"ping_during_get": args.ping_during_get, "gets": 5}},

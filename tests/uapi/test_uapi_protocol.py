@@ -4,6 +4,7 @@ The expected texts and errnos are what wireguard-go 0.0.20220316 answers; the ro
 test_uapi_vs_wireguard_go.py checks the same ground against the real binary.
 """
 
+import gc
 import ipaddress
 
 import pytest
@@ -165,6 +166,36 @@ def test_a_big_get_lets_the_data_plane_run_between_turns_of_peers(host, monkeypa
     host.calls = 0
     assert len(peer_blocks(host)) == 5
     assert host.calls == 1 + 3  # the device's lines, then peers 1-2, 3-4 and 5
+
+
+def test_a_set_of_many_peers_pays_the_full_collection_itself(host, monkeypatch):
+    """Python's collector runs a full pass after a set of many peers (a quarter of the
+    device's at least), inside the set's own host.call, not at a later allocation."""
+    monkeypatch.setattr(protocol, "COLLECT_AFTER_PEERS", 4)
+    full_passes: list[int] = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full_passes.append(host.calls)
+
+    def add_peers(first: int, count: int) -> None:
+        body = "\n".join(f"public_key={pub(n)}" for n in range(first, first + count))
+        assert uapi_set(host, body) == 0
+
+    gc.disable()  # only the collections asked for
+    gc.callbacks.append(seen)
+    try:
+        add_peers(1, 4)
+        assert full_passes == [1]  # during the set's own call
+        add_peers(5, 3)  # 3 sections: under the limit
+        add_peers(8, 12)  # 12 new of 19 peers: over it
+        assert full_passes == [1, 3]
+        for first in range(20, 40, 4):  # 4 sections, but no longer a quarter of the peers
+            add_peers(first, 4)
+        assert full_passes == [1, 3]
+    finally:
+        gc.callbacks.remove(seen)
+        gc.enable()
 
 
 def test_drop_counters_are_reported_by_their_own_request_only(host):
