@@ -142,6 +142,7 @@ NO_SECRETS = {
     "wgpy.cli.check.Finding",  # a message about a file line
     "wgpy.uapi.framing.Get", "wgpy.uapi.framing.Reply",  # get or wgpy_get / an errno reply
     "wgpy.io.udp._Source",  # a sticky source address: control messages, interface index
+    "wgpy.io.lanes._Open",  # an open lane: its socket, endpoint, arrival address, last use
     "wgpy.cli.reresolve.NamedEndpoint",  # a peer's public key and its endpoint hostname
     "wgpy.core.events.PeerEvent",  # what happened, a peer's public key, an endpoint
     # wgpy punch: public keys, endpoints, prefixes, times (PeerConfig's repr hides its psk,
