@@ -108,6 +108,7 @@ def test_status_page_in_chromium(web):
                 "tr.peer", "rows => rows.map(r => r.dataset.key)")
             assert lab.b.public_key in peer_keys and lab.a.public_key in peer_keys
             assert page.locator(f'{a_card} [data-health="fresh"]').count() == 1
+            assert page.locator(f'{a_card} [data-path="direct"]').count() == 1
             assert page.locator(f'{a_card} tr[data-reason="src_not_allowed"]').count() == 1
             assert "keeps no drop counters" in page.inner_text(
                 f'[data-interface="{lab.b.iface}"]')
