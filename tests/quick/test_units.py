@@ -2,6 +2,8 @@
 them (`systemd-analyze verify`, warnings included), and their own commands, run as systemd
 would run them, bring an interface up, reload it from its file and take it down again."""
 
+import importlib.util
+import json
 import os
 import shlex
 import shutil
@@ -10,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -26,16 +29,29 @@ QUICK = "wgpy-quick@.service"
 DAEMON = "wgpyd@.service"
 RERESOLVE = "wgpy-reresolve@.service"
 PUNCH = "wgpy-punch@.service"
-ALL_UNITS = sorted([QUICK, DAEMON, RERESOLVE, PUNCH])
+SERVE = "wgpy-serve@.service"
+ALL_UNITS = sorted([QUICK, DAEMON, RERESOLVE, PUNCH, SERVE])
 
 
-def unit_commands(text: str, instance: str) -> dict[str, list[str]]:
-    """Exec* lines of a unit, with %i/%I expanded as systemd expands them for `instance`."""
+def unit_commands(text: str, instance: str,
+                  environment: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Exec* lines of a unit, with %i/%I expanded as systemd expands them for `instance` and
+    ${NAME} from the unit's Environment= lines, overridden by `environment` (as by an
+    EnvironmentFile=)."""
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("Environment="):
+            name, _, value = line.removeprefix("Environment=").partition("=")
+            values[name] = value
+    values.update(environment or {})
     commands = {}
     for line in text.splitlines():
         key, _, value = line.partition("=")
         if key.startswith("Exec"):
-            commands[key] = shlex.split(value.replace("%i", instance).replace("%I", instance))
+            value = value.replace("%i", instance).replace("%I", instance)
+            for name, setting in values.items():
+                value = value.replace("${" + name + "}", setting)
+            commands[key] = shlex.split(value)
     return commands
 
 
@@ -77,9 +93,12 @@ def test_install_units_names_the_installed_commands(tmp_path):
                                       "30"]
     punch = unit_commands(read(str(tmp_path), PUNCH), "wg7")
     assert punch["ExecStart"] == ["/opt/wgpy/bin/wgpy", "punch", "wg7"]
+    serve = unit_commands(read(str(tmp_path), SERVE), "wg7")
+    assert serve["ExecStart"] == ["/opt/wgpy/bin/wgpy", "serve", "--listen",
+                                  "127.0.0.1:9586", "wg7"]
 
 
-@pytest.mark.parametrize("name", [QUICK, DAEMON, RERESOLVE, PUNCH])
+@pytest.mark.parametrize("name", [QUICK, DAEMON, RERESOLVE, PUNCH, SERVE])
 def test_systemd_analyze_verify_finds_nothing(unit_dir, name):
     result = subprocess.run(["systemd-analyze", "verify", os.path.join(unit_dir, name)],
                             capture_output=True, text=True)
@@ -152,3 +171,42 @@ def test_daemon_unit_reports_ready_and_stops_on_sigterm(unit_dir):
             if daemon.poll() is None:
                 daemon.kill()
                 daemon.wait()
+
+
+def test_serve_unit_publishes_the_interface_where_its_environment_file_says(unit_dir):
+    """The hub's case: WGPY_SERVE_LISTEN (from /etc/default/wgpy-serve-IFACE) names where the
+    page is bound, and /json lists the interface's peers for the spokes' `wgpy punch`."""
+    require(importlib.util.find_spec("prometheus_client") is not None,
+            "needs prometheus-client (pip install 'wgpy[web]')")
+    iface = unique_name("ws", max_len=15)
+    _, peer_key = new_key()
+    daemon_command = unit_commands(read(unit_dir, DAEMON), iface)["ExecStart"]
+    serve_command = unit_commands(read(unit_dir, SERVE), iface,
+                                  {"WGPY_SERVE_LISTEN": "10.94.0.1:9586"})["ExecStart"]
+    assert serve_command[-3:] == ["--listen", "10.94.0.1:9586", iface]
+    with Namespace(unique_name("wgpyunit-")) as ns:
+        daemon = ns.popen(*daemon_command, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+        server = None
+        try:
+            deadline = time.monotonic() + 20
+            while not os.path.exists(f"/var/run/wireguard/{iface}.sock"):
+                assert time.monotonic() < deadline and daemon.poll() is None
+                time.sleep(0.05)
+            ns.run("wgpy", "set", iface, "peer", peer_key, "allowed-ips", "10.94.0.2/32")
+            ns.run("ip", "address", "add", "10.94.0.1/24", "dev", iface)
+            ns.run("ip", "link", "set", iface, "up")
+            server = ns.popen(*serve_command, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+            assert "http://10.94.0.1:9586/" in server.stderr.readline()
+            page = ns.run("python3", "-c", "import urllib.request, sys; sys.stdout.write("
+                          "urllib.request.urlopen('http://10.94.0.1:9586/json', timeout=10)"
+                          ".read().decode())").stdout
+            interface = json.loads(page)["interfaces"][0]
+            assert interface["name"] == iface
+            assert [p["public_key"] for p in interface["peers"]] == [peer_key]
+        finally:
+            for process in (server, daemon):
+                if process is not None and process.poll() is None:
+                    process.terminate()
+                    process.wait(timeout=20)

@@ -3,7 +3,9 @@
 `wgpy-reresolve@.service` (endpoint hostnames of a wgpy-quick interface resolved again when a
 peer's handshakes stall: `wgpy reresolve`, cli/reresolve.py) and `wgpy-punch@.service` (direct
 paths to the other spokes of a hub-and-spoke network: `wgpy punch`, cli/punch.py, which finds
-the hub in the interface's file, `# PunchHub = URL` as `wgpy mesh --punch` writes it).
+the hub in the interface's file, `# PunchHub = URL` as `wgpy mesh --punch` writes it) and
+`wgpy-serve@.service` (`wgpy serve` for one interface: on a hub, the page its spokes' `wgpy
+punch` reads, on the address named in /etc/default/wgpy-serve-IFACE).
 
 The units name the installed commands by absolute path, found where pip put this
 interpreter's scripts: systemd's PATH does not include a virtualenv or pyenv, and a unit that
@@ -90,8 +92,29 @@ Restart=on-failure
 WantedBy=wgpy-quick@%i.service
 """
 
+# Bound to the wgpy-quick unit, so the interface and its tunnel address exist when it binds.
+# Loopback unless /etc/default/wgpy-serve-IFACE says otherwise: a hub publishing to its spokes
+# sets WGPY_SERVE_LISTEN to its tunnel address, never a public one.
+SERVE_UNIT = """\
+[Unit]
+Description=WireGuard (wgpy) metrics, JSON and status page for %I
+After=wgpy-quick@%i.service
+BindsTo=wgpy-quick@%i.service
+Documentation=https://www.wireguard.com/
+
+[Service]
+Environment=WGPY_SERVE_LISTEN=127.0.0.1:9586
+EnvironmentFile=-/etc/default/wgpy-serve-%i
+ExecStart={bindir}/wgpy serve --listen ${{WGPY_SERVE_LISTEN}} %i
+Restart=on-failure
+
+[Install]
+WantedBy=wgpy-quick@%i.service
+"""
+
 UNITS = {"wgpy-quick@.service": QUICK_UNIT, "wgpyd@.service": DAEMON_UNIT,
-         "wgpy-reresolve@.service": RERESOLVE_UNIT, "wgpy-punch@.service": PUNCH_UNIT}
+         "wgpy-reresolve@.service": RERESOLVE_UNIT, "wgpy-punch@.service": PUNCH_UNIT,
+         "wgpy-serve@.service": SERVE_UNIT}
 
 
 def scripts_dir() -> str:
