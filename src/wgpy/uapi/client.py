@@ -7,7 +7,7 @@ Usable from Python as well as by the `wgpy` command:
     print(device.listen_port, [p.rx_bytes for p in device.peers])
 
 `get_state` reads the same reply into uapi.reply's plain records instead (values as `wg`
-prints them), ten times faster on a big device: what the `wgpy` tools use. `PendingGet`
+prints them), in a quarter of the time on a big device: what the `wgpy` tools use. `PendingGet`
 splits it in two, so that a caller can work while the device writes its reply.
 
 Requests and the reading of replies follow `wg` (ipc-uapi.h, ipc-uapi-unix.h): the same text
@@ -195,7 +195,7 @@ class PendingGet:
 
 def get_state(iface: str) -> "DeviceState":
     """The device's configuration and state as plain records (userspace_get_device): what
-    the `wgpy` tools read, a tenth of get_device's cost on a big device."""
+    the `wgpy` tools read, a quarter of get_device's time on a big device."""
     return PendingGet(iface).result()
 
 
