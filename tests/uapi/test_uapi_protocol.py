@@ -127,7 +127,7 @@ def test_kept_text_follows_every_change_a_fresh_get_shows(host, monkeypatch):
     kept = GetFormatter()
 
     def check() -> None:
-        assert kept.reply(host) == (format_get(host) + "errno=0\n\n").encode()
+        assert b"".join(kept.reply(host)) == (format_get(host) + "errno=0\n\n").encode()
 
     assert uapi_set(host, f"private_key={'11' * 32}\nlisten_port=51820\n"
                           f"public_key={pub(1)}\nendpoint=192.0.2.1:1\nallowed_ip=10.1.0.0/16\n"

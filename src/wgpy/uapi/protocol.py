@@ -124,18 +124,23 @@ class GetFormatter:
         self._peers: dict[Peer, _PeerText] = {}
         self._generation = -1
 
-    def reply(self, host: DeviceHost) -> bytes:
-        """The whole answer, `errno=0` and its blank line included (calls host.call)."""
+    def reply(self, host: DeviceHost) -> list[bytes]:
+        """The whole answer, `errno=0` and its blank line included, in chunks of one turn
+        each (a few hundred kB: written as they are, never joined into one big copy);
+        calls host.call."""
         parts: list[bytes] = []
         peers, generation = host.call(lambda: self._device_lines(host, parts))
         kept: dict[Peer, _PeerText] = {}
+        chunks = [b"".join(parts)]
         for first in range(0, len(peers), GET_PEERS_PER_CALL):
+            parts = []
             turn = peers[first:first + GET_PEERS_PER_CALL]
             host.call(functools.partial(self._peer_lines, host, turn, parts, kept))
+            chunks.append(b"".join(parts))
         self._peers = kept
         self._generation = generation  # as of the first turn: a later change is seen next get
-        parts.append(b"errno=0\n\n")
-        return b"".join(parts)
+        chunks.append(b"errno=0\n\n")
+        return chunks
 
     @staticmethod
     def _device_lines(host: DeviceHost, parts: list[bytes]) -> tuple[list[Peer], int]:
@@ -199,7 +204,7 @@ def _peer_text(peer: Peer, prefixes: tuple[PrefixKey, ...]) -> _PeerText:
 def format_get(host: DeviceHost) -> str:
     """The body of a `get=1` answer without its `errno=0` line, made afresh (GetFormatter
     keeps text between gets); calls host.call."""
-    return GetFormatter().reply(host).decode().removesuffix("errno=0\n\n")
+    return b"".join(GetFormatter().reply(host)).decode().removesuffix("errno=0\n\n")
 
 
 def format_drops(host: DeviceHost) -> str:

@@ -60,17 +60,20 @@ _ACCEPTS_PER_TURN = 64
 _RECV_SIZE = 65536
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _NO_REPLY = memoryview(b"")  # shared: an idle connection holds no reply of its own
+_NO_MORE: deque[bytes] = deque()  # shared too, and never added to
 
 
 class _Client:
-    """One connection: its socket, framing state and the reply being written."""
+    """One connection: its socket, framing state and the reply being written (the chunk
+    being written, and the chunks after it)."""
 
-    __slots__ = ("events", "keep_open", "open", "reply", "sock", "stream")
+    __slots__ = ("events", "keep_open", "open", "reply", "rest", "sock", "stream")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.stream = RequestStream()
         self.reply = _NO_REPLY
+        self.rest = _NO_MORE
         self.keep_open = True
         self.open = True
         self.events = selectors.EVENT_READ
@@ -327,7 +330,7 @@ class UapiServer:
         if reply is None:
             self._drop(client)
         else:
-            self._send(client, reply.data, reply.keep_open)
+            self._send(client, [reply.data], reply.keep_open)
 
     def _serve_requests(self, client: _Client) -> None:
         """Answer the framed requests, one reply in flight at a time, at most
@@ -349,7 +352,7 @@ class UapiServer:
                 self._send(client, self._apply(request.request), keep_open=True)
             else:
                 assert isinstance(request, Reply)
-                self._send(client, request.data, request.keep_open)
+                self._send(client, [request.data], request.keep_open)
         if client.open and not client.reply:
             self._turns.append(client)
 
@@ -359,8 +362,12 @@ class UapiServer:
             if client.open:
                 self._guarded(client, self._serve_requests)
 
-    def _send(self, client: _Client, data: bytes, keep_open: bool) -> None:
-        client.reply = memoryview(data)
+    def _send(self, client: _Client, chunks: list[bytes], keep_open: bool) -> None:
+        """Write a reply given in chunks (a big `get` comes in many), each chunk freed once
+        written."""
+        rest = deque(chunk for chunk in chunks if chunk)
+        client.reply = memoryview(rest.popleft() if rest else b"")
+        client.rest = rest if rest else _NO_MORE
         client.keep_open = keep_open
         if not self._flush(client) and client.open:
             # The client is slow to read: it has request_timeout from now to take the rest.
@@ -374,9 +381,12 @@ class UapiServer:
         try:
             while client.reply:
                 client.reply = client.reply[client.sock.send(client.reply):]
+                if not client.reply and client.rest:
+                    client.reply = memoryview(client.rest.popleft())
         except BlockingIOError:
             self._watch_for(client, selectors.EVENT_WRITE)
             return False
+        client.reply, client.rest = _NO_REPLY, _NO_MORE  # nor the last chunk kept alive
         if not client.keep_open:
             self._drop(client)
             return False
@@ -424,34 +434,35 @@ class UapiServer:
 
     # ------------------------------------------------------------------ operations
 
-    def _get(self) -> bytes:
-        """`get=1`, from text kept between gets (GetFormatter)."""
+    def _get(self) -> list[bytes]:
+        """`get=1`, from text kept between gets (GetFormatter), in chunks."""
         host, formatter = self.host, self._get_formatter
         return self._run(lambda: formatter.reply(host))
 
-    def _get_drops(self) -> bytes:
+    def _get_drops(self) -> list[bytes]:
         """wgpyd's own `wgpy_get=1`."""
         host = self.host
-        return self._run(lambda: host.call(lambda: format_drops(host)).encode() + b"errno=0\n\n")
+        return self._run(lambda: [host.call(lambda: format_drops(host)).encode(),
+                                  b"errno=0\n\n"])
 
-    def _apply(self, request: SetRequest) -> bytes:
-        def apply() -> bytes:
+    def _apply(self, request: SetRequest) -> list[bytes]:
+        def apply() -> list[bytes]:
             apply_set(self.host, request)
-            return b"errno=0\n\n"
+            return [b"errno=0\n\n"]
 
         return self._run(apply)
 
-    def _run(self, operation: Callable[[], bytes]) -> bytes:
-        """The reply of an operation: its own, an errno for a refused one, ENOANO (as
-        wireguard-go's 'other UAPI error') for a failure that should not happen. OSError from
-        host.call (the interface is going away) ends the connection."""
+    def _run(self, operation: Callable[[], list[bytes]]) -> list[bytes]:
+        """The reply of an operation (in chunks): its own, an errno for a refused one, ENOANO
+        (as wireguard-go's 'other UAPI error') for a failure that should not happen. OSError
+        from host.call (the interface is going away) ends the connection."""
         try:
             return operation()
         except UapiError as exc:
             log.error("UAPI set refused, nothing applied: %s", exc)
-            return errno_reply(exc.code)
+            return [errno_reply(exc.code)]
         except OSError:
             raise
         except Exception:
             log.exception("UAPI operation failed")
-            return errno_reply(ENOANO)
+            return [errno_reply(ENOANO)]
