@@ -1,4 +1,8 @@
-"""The `ip` operations wg-quick performs, through netlink (pyroute2) in the current namespace."""
+"""The `ip` operations wg-quick performs, through netlink (pyroute2) in the current namespace.
+
+pyroute2 is imported on first use: importing it costs ~0.1 s, most of `wgpy-quick down`
+(which finds the link by name and deletes it with `ip link delete`, as wg-quick does, and
+needs pyroute2 only for the rules of a default route)."""
 
 import ipaddress
 import re
@@ -6,9 +10,10 @@ import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 FIB_RULE_INVERT = 0x2
 RT_TABLE_MAIN = 254
@@ -19,7 +24,9 @@ class NetlinkFailure(RuntimeError):
 
 
 @contextmanager
-def ipr() -> Iterator[IPRoute]:
+def ipr() -> Iterator["IPRoute"]:
+    from pyroute2 import IPRoute
+
     with IPRoute() as route:
         yield route
 
@@ -29,13 +36,17 @@ def _family(prefix: str) -> int:
 
 
 def link_index(name: str) -> int | None:
-    with ipr() as route:
-        found = route.link_lookup(ifname=name)
-    return found[0] if found else None
+    """The link's index in this namespace, None if there is none by that name."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
 
 
 def add_wireguard_link(name: str) -> None:
     """`ip link add NAME type wireguard` (fails without the kernel module)."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with ipr() as route:
         try:
             route.link("add", ifname=name, kind="wireguard")
@@ -44,14 +55,22 @@ def add_wireguard_link(name: str) -> None:
 
 
 def delete_link(name: str) -> None:
-    index = link_index(name)
-    if index is None:
+    """`ip link delete dev NAME`, if there is such a link."""
+    if link_index(name) is None:
         return
-    with ipr() as route:
-        route.link("del", index=index)
+    try:
+        result = subprocess.run(["ip", "link", "delete", "dev", name], capture_output=True,
+                                text=True, check=False)
+    except OSError as exc:
+        raise NetlinkFailure(f"cannot run `ip link delete' (iproute2): {exc.strerror}") \
+            from None
+    if result.returncode != 0 and link_index(name) is not None:
+        raise NetlinkFailure(f"ip link delete dev {name}: {result.stderr.strip()}")
 
 
 def add_address(name: str, address: str) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+
     index = link_index(name)
     try:
         network = ipaddress.ip_interface(address)
@@ -68,6 +87,8 @@ def add_address(name: str, address: str) -> None:
 
 
 def set_mtu_up(name: str, mtu: int) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+
     with ipr() as route:
         try:
             route.link("set", index=link_index(name), mtu=mtu, state="up")
@@ -213,7 +234,7 @@ def table_has_routes(table: int) -> bool:
                    for family in (socket.AF_INET, socket.AF_INET6))
 
 
-def _default_rule_priority(route: IPRoute, family: int) -> int:
+def _default_rule_priority(route: "IPRoute", family: int) -> int:
     """The priority `ip rule add` without `pref` gets: one below the first non-local rule
     (the kernel's fib_default_rule_pref; pyroute2 would otherwise pick 32000)."""
     priorities = sorted(p for rule in route.get_rules(family=family)
