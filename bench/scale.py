@@ -77,11 +77,17 @@ TOOL_PATHS = {  # label -> wg arguments after the interface name (None: the file
 QUICK_PATHS = ("quick up", "quick reload", "quick save", "quick down")
 DAEMON_PATHS = ("daemon setconf", "daemon first get", "daemon get", "daemon set one peer")
 PATHS = (*QUICK_PATHS, *DAEMON_PATHS, *TOOL_PATHS)
-# the `wgpy` console script installed with this Python, as a user runs it (`python3 -m`
-# would add runpy's imports), else the module
-_SCRIPT = os.path.join(os.path.dirname(sys.executable), "wgpy")
-WGPY = [_SCRIPT] if os.access(_SCRIPT, os.X_OK) else [sys.executable, "-m", "wgpy.cli.main"]
-WGPY_QUICK = [sys.executable, "-m", "wgpy.quick.main"]
+
+
+def _command(script: str, module: str) -> list[str]:
+    """The console script installed with this Python, as a user runs it (`python3 -m`
+    would add runpy's imports), else the module."""
+    path = os.path.join(os.path.dirname(sys.executable), script)
+    return [path] if os.access(path, os.X_OK) else [sys.executable, "-m", module]
+
+
+WGPY = _command("wgpy", "wgpy.cli.main")
+WGPY_QUICK = _command("wgpy-quick", "wgpy.quick.main")
 
 
 def hub_file(path: str, peers: int, port: int) -> None:
