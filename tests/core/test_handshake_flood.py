@@ -136,6 +136,58 @@ def test_a_full_eighth_means_cookie_replies_and_they_are_rate_limited_per_source
     assert cookie_replies(victim) == RATELIMITER_PACKETS_BURSTABLE + 3
 
 
+def test_a_source_out_of_cookie_replies_is_refused_before_its_mac1():
+    """Under load, a source that used up its cookie replies gets nothing for an initiation
+    without mac2, whatever its mac1: counted as cookie_ratelimited, and still an arrival. A
+    source with replies left, or a message with a mac2, still has its mac1 checked."""
+    pair, victim = established()
+    attacker = Attacker(victim)
+    attacker.flood(victim, UNDER_LOAD_QUEUE_LENGTH, pair.now)  # under load from here
+    attacker.flood(victim, RATELIMITER_PACKETS_BURSTABLE, pair.now, [SOURCES[0]])
+    assert cookie_replies(victim) == RATELIMITER_PACKETS_BURSTABLE
+    bad = bytearray(attacker.initiation())
+    bad[-20] ^= 1  # mac1 wrong, mac2 zero
+    victim.decrypt(bytes(bad), SOURCES[0], pair.now)
+    assert victim.drops[Drop.COOKIE_RATELIMITED] == 1 and victim.drops[Drop.BAD_MAC1] == 0
+    victim.decrypt(bytes(bad), SOURCES[1], pair.now)  # this source has its replies
+    assert victim.drops[Drop.BAD_MAC1] == 1
+    bad[-1] = 1  # a (wrong) mac2: the message is checked in full
+    victim.decrypt(bytes(bad), SOURCES[0], pair.now)
+    assert victim.drops[Drop.BAD_MAC1] == 2
+    assert cookie_replies(victim) == 0 and len(victim.handshakes) == UNDER_LOAD_QUEUE_LENGTH
+
+
+def test_refused_before_mac1_still_counts_as_an_arrival():
+    """What keeps a device under load while nothing waits is the arrival rate; refusing most
+    of a flood before its mac1 must not take that away (else the load state would lapse and
+    the flood be queued again)."""
+    pair, victim = established()
+    attacker = Attacker(victim)
+    attacker.flood(victim, UNDER_LOAD_QUEUE_LENGTH, pair.now)  # under load from here
+    while victim.handshakes:
+        victim.process_handshake(pair.now)
+    first = pair.now + 0.5 * UNDER_LOAD_AFTER_TIME
+    attacker.flood(victim, RATELIMITER_PACKETS_BURSTABLE, first, [SOURCES[0]])
+    assert cookie_replies(victim) == RATELIMITER_PACKETS_BURSTABLE
+    second = first + 0.7 * UNDER_LOAD_AFTER_TIME  # (a new one-second arrival window)
+    attacker.flood(victim, UNDER_LOAD_QUEUE_LENGTH + 10, second, [SOURCES[0]])
+    assert victim.drops[Drop.COOKIE_RATELIMITED] > UNDER_LOAD_QUEUE_LENGTH
+    assert len(victim.handshakes) == 0
+    assert victim.handshakes.loaded(second + 0.9 * UNDER_LOAD_AFTER_TIME)
+
+
+def test_a_view_into_a_receive_buffer_is_copied_only_when_queued():
+    """The shell passes views into a buffer it reuses: a queued handshake must not change when
+    the buffer does, and a refused one needs no copy."""
+    _, victim = established()
+    buffer = bytearray(Attacker(victim).initiation())
+    victim.decrypt(memoryview(buffer), SOURCES[0], 0.0)
+    original = bytes(buffer)
+    buffer[8:40] = bytes(32)
+    assert len(victim.handshakes) == 1
+    assert victim.handshakes.pop()[0] == original
+
+
 def test_the_queue_is_bounded():
     _, victim = established()
     victim.handshakes.under_load_depth = 10**9  # never under load

@@ -38,6 +38,9 @@ def test_kernel_selftest_timings(source):
     now = 100.0
     for step, (allowed, wait) in enumerate(EXPECTED_RESULTS):
         now += wait
+        # exhausted() tells beforehand what allow() will answer, and takes no token
+        assert limiter.exhausted(source, now) is not allowed, step
+        assert limiter.exhausted(source, now) is not allowed, step
         assert limiter.allow(source, now) is allowed, step
         assert limiter.allow(other_source(source, step), now), step
 

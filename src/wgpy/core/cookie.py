@@ -6,6 +6,7 @@ sender can receive at its source address) and makes cookie replies. The *generat
 each peer: it adds mac1/mac2 to the handshakes we send and stores the cookie a peer returns.
 """
 
+import hashlib
 import hmac as _hmac
 from collections.abc import Callable
 
@@ -40,7 +41,10 @@ class CookieChecker:
 
     def __init__(self, random_bytes: Callable[[int], bytes]) -> None:
         self._random = random_bytes
-        self._mac1_key: bytes | None = None
+        # BLAKE2s keyed with HASH(LABEL_MAC1 || our public key), its key block already
+        # compressed: each check copies it (cheaper than keying a new one; every datagram of a
+        # handshake flood pays this)
+        self._mac1_state: hashlib.blake2s | None = None
         self._encryption_key = b""
         self._secret = b""
         self._secret_time: float | None = None
@@ -49,17 +53,19 @@ class CookieChecker:
     def set_public_key(self, public_key: bytes | None) -> None:
         """Key the checker to the device's identity (None: no identity, every mac1 fails)."""
         if public_key is None:
-            self._mac1_key = None
+            self._mac1_state = None
             return
-        self._mac1_key = _mac1_key(public_key)
+        self._mac1_state = crypto.mac_state(_mac1_key(public_key))
         self._encryption_key = _cookie_key(public_key)
 
-    def check_mac1(self, message: bytes) -> bool:
-        if self._mac1_key is None:
+    def check_mac1(self, message: bytes | memoryview) -> bool:
+        """`message` may be a view into a receive buffer: it is read, not kept or copied."""
+        if self._mac1_state is None:
             return False
         end = len(message) - MAC1_OFFSET_FROM_END
-        expected = crypto.mac(self._mac1_key, message[:end])
-        return _hmac.compare_digest(expected, message[end : end + 16])
+        mac = self._mac1_state.copy()
+        mac.update(message[:end])
+        return _hmac.compare_digest(mac.digest(), message[end : end + 16])
 
     def _current_cookie(self, source: bytes, now: float) -> bytes:
         """Cookie = MAC(R, source address || port), R rotated every COOKIE_REFRESH_TIME;
@@ -75,19 +81,25 @@ class CookieChecker:
             cookie = self._cookies[source] = crypto.mac(self._secret, source)
         return cookie
 
-    def check_mac2(self, message: bytes, source: bytes, now: float) -> bool:
+    @staticmethod
+    def lacks_mac2(message: bytes | memoryview) -> bool:
+        """Whether mac2 is all zero: the sender holds no cookie (a mac1-only flood's case)."""
+        return message[len(message) - MAC2_OFFSET_FROM_END:] == _NO_MAC2
+
+    def check_mac2(self, message: bytes | memoryview, source: bytes, now: float) -> bool:
         """Whether mac2 is MAC(cookie of `source`, message up to mac2). An all-zero mac2 (the
         sender has no cookie: every initiation of a mac1-only flood) fails without a MAC."""
-        end = len(message) - MAC2_OFFSET_FROM_END
-        if message[end:] == _NO_MAC2:
+        if self.lacks_mac2(message):
             return False
+        end = len(message) - MAC2_OFFSET_FROM_END
         expected = crypto.mac(self._current_cookie(source, now), message[:end])
         return _hmac.compare_digest(expected, message[end:])
 
-    def create_reply(self, message: bytes, receiver: int, source: bytes, now: float) -> bytes:
+    def create_reply(self, message: bytes | memoryview, receiver: int, source: bytes,
+                     now: float) -> bytes:
         """A cookie reply to `message`, encrypted with its mac1 as associated data."""
         end = len(message) - MAC1_OFFSET_FROM_END
-        mac1 = message[end : end + 16]
+        mac1 = bytes(message[end : end + 16])
         nonce = self._random(COOKIE_NONCE_LEN)
         cookie = self._current_cookie(source, now)
         sealed = crypto.xaead_encrypt(self._encryption_key, nonce, cookie, mac1)

@@ -83,9 +83,15 @@ def hash_(*parts: bytes) -> bytes:
     return h.digest()
 
 
-def mac(key: bytes, data: bytes) -> bytes:
+def mac(key: bytes, data: bytes | memoryview) -> bytes:
     """MAC(key, input): keyed BLAKE2s with a 16-byte digest."""
     return hashlib.blake2s(data, digest_size=16, key=key).digest()
+
+
+def mac_state(key: bytes) -> hashlib.blake2s:
+    """MAC with `key` and no input yet, for a key used again and again: `.copy()`, update and
+    digest cost ~25 % less than `mac`, which keys (compresses the key block) each time."""
+    return hashlib.blake2s(digest_size=16, key=key)
 
 
 _BLAKE2S_BLOCK = 64

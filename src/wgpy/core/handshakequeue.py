@@ -60,6 +60,12 @@ class HandshakeQueue(Generic[T]):
         last = self._last_under_load
         return last is not None and now - last < UNDER_LOAD_AFTER_TIME
 
+    def loaded(self, now: float) -> bool:
+        """Whether the device was under load within UNDER_LOAD_AFTER_TIME, without counting an
+        arrival (for a check that may end before a handshake is known to be one)."""
+        last = self._last_under_load
+        return last is not None and now - last < UNDER_LOAD_AFTER_TIME
+
     def push(self, item: T) -> bool:
         """Queue `item`; False (and not queued) when the queue is full."""
         if len(self._waiting) >= self.capacity:

@@ -48,6 +48,14 @@ class RateLimiter:
         entry[0] = tokens
         return False
 
+    def exhausted(self, source_ip: bytes, now: float) -> bool:
+        """Whether `allow` would refuse `source_ip` now; takes no token and changes nothing."""
+        entry = self._entries.get(self._key(source_ip))
+        if entry is None:
+            return len(self._entries) >= MAX_ENTRIES
+        elapsed = round(now * NSEC_PER_SEC) - entry[1]
+        return min(TOKEN_MAX, entry[0] + elapsed) < PACKET_COST
+
     def collect_garbage(self, now: float) -> None:
         self._last_collection = now
         limit = round((now - RATELIMITER_GARBAGE_COLLECT_TIME) * NSEC_PER_SEC)

@@ -347,8 +347,8 @@ class Tunnel:
                 datagram = data[offset : offset + segment]
                 received += 1
                 if datagram[0] != MESSAGE_TRANSPORT_DATA:
-                    # (a copy: the control path may keep references)
-                    self._receive_control(udp, bytes(datagram), source, pktinfo, now)
+                    # (a view: the core copies what it keeps)
+                    self._receive_control(udp, datagram, source, pktinfo, now)
                     continue
                 packet = decrypt(datagram, source, now)
                 if packet is not None:  # it authenticated (an empty packet: a keepalive)
@@ -376,7 +376,8 @@ class Tunnel:
         return bool(packets)
 
     def _receive_control(
-        self, udp: Bind, datagram: bytes, source: Endpoint, pktinfo: ControlMessage | None,
+        self, udp: Bind, datagram: bytes | memoryview, source: Endpoint,
+        pktinfo: ControlMessage | None,
         now: float,
     ) -> None:
         """A handshake message (screened and queued by the core, with the arrival address for
