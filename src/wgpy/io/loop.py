@@ -320,7 +320,8 @@ class Tunnel:
             self._check_link()
         udp = self.udp
         assert udp is not None
-        decrypt = self.device.decrypt
+        device = self.device
+        decrypt = device.decrypt
         receive = reader.receive
         packets: list[bytes] = []
         deliver = packets.append
@@ -338,7 +339,7 @@ class Tunnel:
             if result is None:
                 break
             data, segment, address, pktinfo = result
-            if not self.device.running:
+            if not device.running:
                 continue  # interface down: nothing is received
             source = normalize(address)
             length = len(data)
@@ -347,8 +348,10 @@ class Tunnel:
                 datagram = data[offset : offset + segment]
                 received += 1
                 if datagram[0] != MESSAGE_TRANSPORT_DATA:
-                    # (a view: the core copies what it keeps)
-                    self._receive_control(udp, datagram, source, pktinfo, now)
+                    # A handshake message (screened and queued by the core with its arrival
+                    # address, for _run_handshakes), a cookie reply or garbage: a view, the
+                    # core copies what it keeps.
+                    decrypt(datagram, source, now, pktinfo)
                     continue
                 packet = decrypt(datagram, source, now)
                 if packet is not None:  # it authenticated (an empty packet: a keepalive)
@@ -362,6 +365,8 @@ class Tunnel:
                     self.lanes.authenticated(udp, source, pktinfo, now)
                 else:
                     self.lanes.seen(lane, now)
+        if device.cookie_replies:
+            self._send_cookie_replies(udp)
         if packets:
             failures = self.tun.write_batch(packets)
             if failures:
@@ -375,19 +380,12 @@ class Tunnel:
         self._flush_outbox()
         return bool(packets)
 
-    def _receive_control(
-        self, udp: Bind, datagram: bytes | memoryview, source: Endpoint,
-        pktinfo: ControlMessage | None,
-        now: float,
-    ) -> None:
-        """A handshake message (screened and queued by the core, with the arrival address for
-        `_run_handshakes`), a cookie reply or garbage. What the core answers to one that did
-        not authenticate (a cookie reply, under load) leaves at once from the address it
-        was sent to, as wireguard-go's does, without that address sticking to the sender."""
+    def _send_cookie_replies(self, udp: Bind) -> None:
+        """What the core answered to handshakes that did not authenticate (cookie replies,
+        under load), sent after the batch they came in. Each leaves from the address its
+        handshake was sent to, as wireguard-go's do, without that address sticking to the
+        sender."""
         device = self.device
-        device.decrypt(datagram, source, now, pktinfo)
-        if not device.cookie_replies:
-            return
         for endpoint, reply, arrival in device.take_cookie_replies():
             if arrival is None:  # (no PKTINFO: the kernel picks the source address)
                 self.udp_send_errors += udp.send_batch([(endpoint, reply)])
