@@ -16,7 +16,7 @@ REASONS: dict[str, str] = {
     "cookie_needed": "Under load: a cookie reply was sent instead of an answer.",
     "ratelimited": "Under load: the source exceeded its handshake rate.",
     "cookie_ratelimited": "Under load, no valid mac2, and this source already had its cookie "
-                          "replies.",
+                          "replies (decided before mac1).",
     "handshake_queue_full": "Under load: 4,096 handshakes were already waiting.",
     "unexpected_response": "A handshake response for no initiation in flight.",
     "bad_cookie_reply": "A cookie reply that does not decrypt or answers nothing.",
