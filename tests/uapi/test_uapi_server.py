@@ -10,8 +10,9 @@ import threading
 import pytest
 
 from wgpy.core.crypto import clamp_private_key, public_key
-from wgpy.uapi import framing
+from wgpy.uapi import framing, protocol
 from wgpy.uapi.framing import MAX_LINE
+from wgpy.uapi.protocol import format_get
 from wgpy.uapi.server import UapiServer
 from wgpy.uapi.text import socket_path
 
@@ -76,6 +77,28 @@ def test_set_then_get(uapi, host):
     text = get(uapi.path)
     assert text.startswith(f"private_key={KEY.hex()}\nlisten_port=51820\npublic_key=")
     assert text.endswith("allowed_ip=10.0.0.0/8\nerrno=0\n\n")
+
+
+def test_a_get_in_many_chunks_arrives_whole_to_a_slow_reader(uapi, host, monkeypatch):
+    """A big `get` is written a turn of peers at a time (protocol.GET_PEERS_PER_CALL): the
+    chunks arrive whole and in order, also to a client that reads in small bites, and the
+    connection takes the next request after them."""
+    monkeypatch.setattr(protocol, "GET_PEERS_PER_CALL", 7)
+    body = "".join(f"public_key={public_key(clamp_private_key(bytes([n]) * 32)).hex()}\n"
+                   f"endpoint=192.0.2.{n % 250 + 1}:{n}\nallowed_ip=10.{n >> 8}.{n & 255}.0/24\n"
+                   for n in range(1, 101))
+    assert request(uapi.path, f"set=1\n{body}\n") == "errno=0\n\n"
+    expected = format_get(host) + "errno=0\n\n"
+    assert expected.count("public_key=") == 100 and len(expected) > 20_000
+    with connect(uapi.path) as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.sendall(b"get=1\n\nget=1\n\n")
+        data = b""
+        while data.count(b"errno=0\n\n") < 2:
+            chunk = client.recv(1000)
+            assert chunk, "connection closed early"
+            data += chunk
+    assert data.decode() == expected * 2
 
 
 def test_drop_counters_on_their_own_request(uapi, host):
