@@ -37,10 +37,10 @@ def pub(n: int) -> str:
 ZERO = "00" * 32
 
 
-def uapi_set(host, body: str) -> int:
+def uapi_set(host, body: str, formatter: GetFormatter | None = None) -> int:
     """What the server does with a `set=1` body: the reply's errno (0, or negative)."""
     try:
-        apply_set(host, parse_set(body.splitlines()))
+        apply_set(host, parse_set(body.splitlines()), formatter)
     except UapiError as exc:
         return -exc.code
     return 0
@@ -120,11 +120,14 @@ def test_zero_values_are_not_listed(host):
     assert not {"private_key", "listen_port", "fwmark"} & keys
 
 
-def test_kept_text_follows_every_change_a_fresh_get_shows(host, monkeypatch):
+@pytest.mark.parametrize("made_by_the_set", [False, True])
+def test_kept_text_follows_every_change_a_fresh_get_shows(host, monkeypatch, made_by_the_set):
     """GetFormatter keeps each peer's text between gets: after each kind of change its
-    reply must be what a fresh formatting gives, byte for byte (here two peers a turn)."""
+    reply must be what a fresh formatting gives, byte for byte (here two peers a turn),
+    also when the sets make the text of the peers they name (as the server's do)."""
     monkeypatch.setattr(protocol, "GET_PEERS_PER_CALL", 2)
     kept = GetFormatter()
+    formatter = kept if made_by_the_set else None
 
     def check() -> None:
         assert b"".join(kept.reply(host)) == (format_get(host) + "errno=0\n\n").encode()
@@ -132,7 +135,8 @@ def test_kept_text_follows_every_change_a_fresh_get_shows(host, monkeypatch):
     assert uapi_set(host, f"private_key={'11' * 32}\nlisten_port=51820\n"
                           f"public_key={pub(1)}\nendpoint=192.0.2.1:1\nallowed_ip=10.1.0.0/16\n"
                           f"public_key={pub(2)}\nallowed_ip=10.2.0.0/16\nallowed_ip=fd02::/64\n"
-                          f"public_key={pub(3)}\npersistent_keepalive_interval=5") == 0
+                          f"public_key={pub(3)}\npersistent_keepalive_interval=5",
+                    formatter) == 0
     check()
     one = host.device.peers[bytes.fromhex(pub(1))]
     changes = [
@@ -149,7 +153,7 @@ def test_kept_text_follows_every_change_a_fresh_get_shows(host, monkeypatch):
         "replace_peers=true\n" f"public_key={pub(4)}\nallowed_ip=::/0",
     ]
     for change in changes:
-        assert uapi_set(host, change) == 0, change
+        assert uapi_set(host, change, formatter) == 0, change
         check()
         one.endpoint = ("192.0.2.200", 7)  # roaming (the data plane), for peers still there
         for peer in host.device.peers.values():

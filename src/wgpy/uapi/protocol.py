@@ -142,6 +142,19 @@ class GetFormatter:
         chunks.append(b"errno=0\n\n")
         return chunks
 
+    def remember(self, host: DeviceHost, request: "SetRequest") -> None:
+        """Make the text of the peers a set just configured; run it inside the set's
+        host.call, so that the first `get` after a big set finds their text made (it still
+        checks every peer's prefixes, as after any change: a set may take a prefix from a
+        peer it does not name)."""
+        peers = host.device.peers
+        keys_for_peer = host.device.allowed_ips.keys_for_peer
+        kept = self._peers
+        for change in request.peers:
+            peer = peers.get(change.public_key)
+            if peer is not None:
+                kept[peer] = _peer_text(peer, keys_for_peer(peer))
+
     @staticmethod
     def _device_lines(host: DeviceHost, parts: list[bytes]) -> tuple[list[Peer], int]:
         """The device's lines into parts; its peers and the AllowedIPs generation, now."""
@@ -453,8 +466,11 @@ def parse_set(lines: Iterable[str]) -> SetRequest:
 # ---------------------------------------------------------------------- set: applying
 
 
-def apply_set(host: DeviceHost, request: SetRequest) -> None:
+def apply_set(host: DeviceHost, request: SetRequest,
+              formatter: GetFormatter | None = None) -> None:
     """Apply a validated request on the data-plane thread; UapiError leaves no change.
+    With the server's `formatter`, the `get` text of the peers it names is made in the same
+    call (GetFormatter.remember).
 
     A set of many peers (COLLECT_AFTER_PEERS sections, and at least a quarter of the
     device's peers) leaves Python's collector owing a full pass over every object (~0.1 s
@@ -463,6 +479,8 @@ def apply_set(host: DeviceHost, request: SetRequest) -> None:
     anyway."""
     def apply() -> None:
         _apply(host, request)
+        if formatter is not None:
+            formatter.remember(host, request)
         sections = len(request.peers)
         if sections >= COLLECT_AFTER_PEERS and sections * 4 >= len(host.device.peers):
             gc.collect()

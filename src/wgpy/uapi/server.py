@@ -447,7 +447,7 @@ class UapiServer:
 
     def _apply(self, request: SetRequest) -> list[bytes]:
         def apply() -> list[bytes]:
-            apply_set(self.host, request)
+            apply_set(self.host, request, self._get_formatter)
             return [b"errno=0\n\n"]
 
         return self._run(apply)
