@@ -11,7 +11,8 @@ because they bound what an attacker can make us spend: initiations with a wrong 
 a cookie reply). Two more are a flood's: initiations with a valid mac1 and random contents (what
 an attacker who knows only our public key sends) finished while not under load (a DH, then the
 static key fails to decrypt), and refused under load from 64 sources whose cookie replies are
-spent (mac1, mac2, rate limiter). Every message must take the intended path, or the run fails.
+spent (no mac2, the cookie rate limiter's answer, decided before mac1). Every message must
+take the intended path, or the run fails.
 """
 
 import argparse

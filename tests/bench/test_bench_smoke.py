@@ -59,6 +59,14 @@ def test_handshakes_smoke(tmp_path):
     assert all(entry["per_second"] > 0 for entry in summary.values())
 
 
+def test_flood_path_smoke(tmp_path):
+    """The flood's datagrams take the refusal path (the bench exits 1 otherwise)."""
+    result = bench("flood_path.py", "--smoke", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    data = only_json(tmp_path)
+    assert data["median"] > 0 and data["drops"]["cookie_ratelimited"] >= 2000
+
+
 @pytest.mark.root
 def test_scale_smoke_grows_linearly(wireguard_go, tmp_path):
     """bench/scale.py --smoke: every wgpy path at 500 and 2 000 peers, and the bench itself
