@@ -313,7 +313,13 @@ def test_sticky_source_gives_way_when_a_better_route_appears(wireguard_go, serve
         assert first_source in a.peer_field("endpoints")
         b.ns.run(*ip, "route", "add", prefix, "via", gateway, "dev", link_b, "src",
                  second_source, "metric", "50")
+        # B learns of the route from a netlink event, which may come after the next send on a
+        # loaded machine (wireguard-go's too): a few more pings, then it must have moved
+        deadline = time.monotonic() + 10
         lab.ping(b, a.tunnel4)
+        while a.peer_field("endpoints") != shown and time.monotonic() < deadline:
+            time.sleep(0.2)
+            lab.ping(b, a.tunnel4)
         assert a.peer_field("endpoints") == shown
 
 
