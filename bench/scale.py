@@ -59,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import machine
 from probes import RTT, ping_rtts
@@ -474,53 +475,57 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     if args.ping_during_get:
-        return report_ping(args)
-    tag = str(os.getpid())
-    table: dict[int, dict[str, dict[str, float]]] = {}
+        return reporting_failures(lambda: report_ping(args))
+    return reporting_failures(lambda: report(measured(args), args))
+
+
+def reporting_failures(work: Callable[[], int]) -> int:
+    """`work`'s exit status; an interruption or a failed step ends the run with one line (the
+    namespaces and daemons are gone by then: their context managers clean up)."""
     try:
-        with contextlib.ExitStack() as stack:
-            # no routes out: with endpoints routable, wireguard-go 0.0.20220316 never answers
-            # a `wg setconf` of this file (seen at 1,000 and 10,000 peers)
-            namespaces = {"wgpy": stack.enter_context(Namespace(f"wgpyb-s{tag}w"))}
-            if not args.smoke:
-                namespaces["reference"] = stack.enter_context(Namespace(f"wgpyb-s{tag}g"))
-            for peers in args.peers:
-                kinds = list(namespaces)
-                entry: dict[str, dict[str, float]] = {kind: {} for kind in kinds}
-                with tempfile.TemporaryDirectory() as files:
-                    if args.only == "tools":
-                        entry = measure_tools_only(namespaces["wgpy"], files, tag, peers,
-                                                   args.repeat, args.timeout)
-                    elif args.only != "quick":
-                        entry = measure_daemons(namespaces, files, tag, peers, kinds,
-                                                args.repeat, args.timeout)
-                    if args.only not in ("daemon", "tools"):
-                        quick_kinds = [k for k in kinds
-                                       if k == "wgpy" or peers <= args.wg_quick_max]
-                        for kind, times in measure_quick(namespaces, files, tag, peers,
-                                                         quick_kinds,
-                                                         args.quick_timeout).items():
-                            entry[kind].update(times)
-                table[peers] = entry
-                print(f"{peers} peers: " + json.dumps(entry), file=sys.stderr, flush=True)
+        return work()
     except KeyboardInterrupt:
         print("bench/scale.py: interrupted; cleaned up", file=sys.stderr)
         return 130
     except BenchError as exc:
         print(f"bench/scale.py: {exc}", file=sys.stderr)
         return 1
-    return report(table, args)
+
+
+def measured(args: argparse.Namespace) -> dict[int, dict[str, dict[str, float]]]:
+    """Times by size, path and implementation, for the sizes and parts `args` name."""
+    tag = str(os.getpid())
+    table: dict[int, dict[str, dict[str, float]]] = {}
+    with contextlib.ExitStack() as stack:
+        # no routes out: with endpoints routable, wireguard-go 0.0.20220316 never answers
+        # a `wg setconf` of this file (seen at 1,000 and 10,000 peers)
+        namespaces = {"wgpy": stack.enter_context(Namespace(f"wgpyb-s{tag}w"))}
+        if not args.smoke:
+            namespaces["reference"] = stack.enter_context(Namespace(f"wgpyb-s{tag}g"))
+        for peers in args.peers:
+            kinds = list(namespaces)
+            entry: dict[str, dict[str, float]] = {kind: {} for kind in kinds}
+            with tempfile.TemporaryDirectory() as files:
+                if args.only == "tools":
+                    entry = measure_tools_only(namespaces["wgpy"], files, tag, peers,
+                                               args.repeat, args.timeout)
+                elif args.only != "quick":
+                    entry = measure_daemons(namespaces, files, tag, peers, kinds,
+                                            args.repeat, args.timeout)
+                if args.only not in ("daemon", "tools"):
+                    quick_kinds = [k for k in kinds
+                                   if k == "wgpy" or peers <= args.wg_quick_max]
+                    for kind, times in measure_quick(namespaces, files, tag, peers,
+                                                     quick_kinds,
+                                                     args.quick_timeout).items():
+                        entry[kind].update(times)
+            table[peers] = entry
+            print(f"{peers} peers: " + json.dumps(entry), file=sys.stderr, flush=True)
+    return table
 
 
 def report_ping(args: argparse.Namespace) -> int:
-    try:
-        results = ping_during_get(args.ping_during_get, 5, args.timeout)
-    except KeyboardInterrupt:
-        print("bench/scale.py: interrupted; cleaned up", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"bench/scale.py: {exc}", file=sys.stderr)
-        return 1
+    results = ping_during_get(args.ping_during_get, 5, args.timeout)
     labels = ("alone", "during the first get", "during later gets", "during all")
     print(f"| hub daemon, {args.ping_during_get} peers | gets s | "
           + " | ".join(f"ping {label}: median / p99 / max ms" for label in labels)
