@@ -26,6 +26,17 @@ def bench(script: str, *args: str, timeout: float = 120) -> subprocess.Completed
                           capture_output=True, text=True, timeout=timeout)
 
 
+def smoke_run(script: str, out, timeout: float) -> tuple[str, str]:
+    """`bench/SCRIPT --smoke --out OUT`, which must exit 0: its PID (the tag in the names of
+    what it makes, for leftovers) and its stdout."""
+    process = subprocess.Popen([sys.executable, os.path.join(BENCH, script), "--smoke",
+                                "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, stdout + stderr
+    return str(process.pid), stdout
+
+
 def only_json(directory) -> dict:
     (path,) = glob.glob(os.path.join(directory, "*.json"))
     with open(path) as handle:
@@ -93,11 +104,7 @@ def test_scale_smoke_grows_linearly(wireguard_go, tmp_path):
 @pytest.mark.root
 @pytest.mark.slow
 def test_throughput_smoke(wireguard_go, tmp_path):
-    process = subprocess.Popen([sys.executable, os.path.join(BENCH, "run.py"), "--smoke",
-                                "--out", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout, stderr = process.communicate(timeout=180)
-    assert process.returncode == 0, stdout + stderr
+    tag, stdout = smoke_run("run.py", tmp_path, timeout=180)
     for label in CONFIG_LABELS:
         assert f"| {label} " in stdout
     data = only_json(tmp_path)
@@ -109,7 +116,7 @@ def test_throughput_smoke(wireguard_go, tmp_path):
         assert (run["metrics"]["cpu_a_s_per_gb"] is not None) == tunneled, run
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     assert bool(glob.glob(os.path.join(tmp_path, "*.png"))) == has_matplotlib
-    assert leftovers(str(process.pid)) == []
+    assert leftovers(tag) == []
 
 
 @pytest.mark.root
@@ -141,11 +148,7 @@ def test_throughput_interrupted_cleans_up(wireguard_go, tmp_path):
 def test_narrow_path_smoke(wireguard_go, tmp_path):
     """Every smoke path (local, routed behind ICMP, narrowing mid-transfer) carries TCP for
     every configuration, and wgpyd lost nothing to refused sends."""
-    process = subprocess.Popen([sys.executable, os.path.join(BENCH, "narrow.py"), "--smoke",
-                                "--out", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout, stderr = process.communicate(timeout=180)
-    assert process.returncode == 0, stdout + stderr
+    tag, stdout = smoke_run("narrow.py", tmp_path, timeout=180)
     data = only_json(tmp_path)
     paths = [path["name"] for path in data["paths"]]
     configs = [config["name"] for config in data["configs"]]
@@ -156,7 +159,7 @@ def test_narrow_path_smoke(wireguard_go, tmp_path):
         assert run["status"] == "ok" and run["mbps"] > 1, run
         assert run["udp_send_failed"] == 0, run
     assert "| IPv6, router's far link 1280 (Packet Too Big)" in stdout
-    assert leftovers(str(process.pid)) == []
+    assert leftovers(tag) == []
 
 
 @pytest.mark.root
@@ -164,15 +167,11 @@ def test_idle_smoke(wireguard_go, tmp_path):
     """Both daemons measured in every scenario (20 real peers with keepalives in the smoke),
     and the issue-18 bar, a count rather than a time: an idle wgpyd with no peer or with one
     quiet peer wakes at most 10 times a second (preemptions by other load aside)."""
-    process = subprocess.Popen([sys.executable, os.path.join(BENCH, "idle.py"), "--smoke",
-                                "--out", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout, stderr = process.communicate(timeout=240)
-    assert process.returncode == 0, stdout + stderr
+    tag, stdout = smoke_run("idle.py", tmp_path, timeout=240)
     data = only_json(tmp_path)
     assert len(data["runs"]) == 10 and all(run["status"] == "ok" for run in data["runs"])
     for run in data["runs"]:
         if run["daemon"] == "wgpyd" and run["scenario"] in ("no peers", "one peer, no traffic"):
             assert run["voluntary_per_s"] <= 10, run  # times it slept, so was woken
     assert "| 20 peers, keepalive 25 |" in stdout
-    assert leftovers(str(process.pid)) == []
+    assert leftovers(tag) == []
