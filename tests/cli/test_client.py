@@ -7,11 +7,12 @@ import socket
 
 import pytest
 
-from wgpy.cli.show import human_bytes, pretty, sorted_peers
+from wgpy.cli.show import handshake_order, human_bytes, pretty
 from wgpy.config.model import DeviceConfig, Endpoint, PeerConfig
 from wgpy.config.parser import parse_config
 from wgpy.uapi import client
-from wgpy.uapi.reply import DeviceState, PeerState
+from wgpy.uapi.records import PeerState
+from wgpy.uapi.reply import DeviceState
 from wgpy.uapi.text import UapiFormatError, parse_message
 
 from clilab import FakeUapi, run_wgpy
@@ -150,6 +151,10 @@ def test_units_and_order():
             return ""
     assert [human_bytes(n, Plain()) for n in (0, 1023, 1024, 1048575, 2**20, 2**40 + 2**39)] \
         == ["0 B", "1023 B", "1.00 KiB", "1024.00 KiB", "1.00 MiB", "1.50 TiB"]
-    never = [PeerState(bytes([i]) * 32, []) for i in range(3)]
-    recent = PeerState(KEY1, [], last_handshake_sec="5")
-    assert sorted_peers([*never, recent]) == [recent, *never]  # stable for ties
+    device = DeviceState("wg0")
+    device.peers = [*(PeerState(bytes([i]) * 32, []) for i in range(3)),
+                    PeerState(KEY1, [], last_handshake_sec="5"),
+                    PeerState(KEY2, [], last_handshake_nsec="9"),
+                    PeerState(KEY1, [], last_handshake_sec="5", last_handshake_nsec="1")]
+    # latest first (seconds, then nanoseconds); ties and the never-seen keep their order
+    assert handshake_order(device.table) == [5, 3, 4, 0, 1, 2]

@@ -7,13 +7,14 @@ broken replies, and byte-identical `set` requests for the same command line or f
 import base64
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from wgpy.cli.show import FIELDS, wall_clock_seconds
 
-from clilab import FakeUapi, Result, run_wg, run_wgpy
+from clilab import BASE_ENV, FakeUapi, Result, run_wg, run_wgpy
 
 pytestmark = pytest.mark.root
 CONFIGS = Path(__file__).parent / "configs"
@@ -280,3 +281,50 @@ def test_pubkey_and_genkey_match_wg(tmp_path):
 def _tool(argv: list[str], stdin: str) -> Result:
     result = subprocess.run(argv, input=stdin.encode(), capture_output=True)
     return Result(result.returncode, result.stdout.decode(), result.stderr.decode())
+
+
+def big_device(peers: int) -> str:
+    """A hub in wireguard-go's layout (what the regular reader takes), keys in both cases."""
+    lines = [f"private_key={PRIVATE.hex()}", "listen_port=51820"]
+    for index in range(peers):
+        key = index.to_bytes(4, "big") * 8
+        lines += [f"public_key={key.hex() if index % 2 else key.hex().upper()}",
+                  f"preshared_key={(key if index % 3 == 0 else bytes(32)).hex()}",
+                  "protocol_version=1"]
+        if index % 5:
+            lines.append(f"endpoint=198.18.{index >> 8 & 255}.{index & 255}:51820"
+                         if index % 4 else f"endpoint=[2001:db8::{index:x}]:1")
+        lines += [f"last_handshake_time_sec={index * 7 % 13}", "last_handshake_time_nsec=0",
+                  f"tx_bytes={index * 1000}", f"rx_bytes={index}",
+                  f"persistent_keepalive_interval={25 if index % 4 == 0 else 0}",
+                  f"allowed_ip=100.64.{index >> 8 & 255}.{index & 255}/32",
+                  f"allowed_ip=fd00:64::{index:x}/128"]
+    return "".join(line + "\n" for line in lines)
+
+
+def test_the_wgpy_command_prints_a_big_device_whole_and_ends_quietly_on_a_closed_pipe(
+        root_netns):
+    """The console script's entry (not main() in this process): it leaves without the
+    interpreter's teardown after `show`, so its output must be flushed first, all of it,
+    and a reader that goes away early must not make it complain."""
+    command = [sys.executable, "-m", "wgpy.cli.main"]
+    # as a shell runs it: with PYTHONUNBUFFERED (set here) a write cut short by the closed
+    # pipe is dropped by CPython's unbuffered stdout instead of failing
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    env.update(BASE_ENV, WG_HIDE_KEYS="never")
+    with FakeUapi(big_device(3000)) as fake:
+        for args in (["show", fake.name, "dump"], ["show", fake.name], ["showconf", fake.name]):
+            ours = subprocess.run([*command, *args], capture_output=True, text=True, env=env,
+                                  timeout=60)
+            theirs = subprocess.run(["wg", *args], capture_output=True, text=True, env=env,
+                                    timeout=60)
+            assert (ours.returncode, ours.stdout, ours.stderr) == \
+                (theirs.returncode, theirs.stdout, theirs.stderr), args
+            assert len(ours.stdout) > 100_000
+        reader = subprocess.Popen([*command, "show", fake.name, "dump"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert reader.stdout is not None and reader.stderr is not None
+        reader.stdout.read(10)
+        reader.stdout.close()  # gone before the rest is written
+        assert reader.wait(timeout=60) == 1
+        assert reader.stderr.read() == b""

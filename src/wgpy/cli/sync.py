@@ -14,11 +14,11 @@ from wgpy.uapi.reply import DeviceState
 
 def add_removals(device: DeviceConfig, runtime: DeviceState) -> None:
     """Rewrite `device` (parsed from the file, with replace_peers) for `runtime`'s peers."""
-    if not device.peers or not runtime.peers:
+    if not device.peers or not runtime.table.public_keys:
         return
     device.replace_peers = False
     in_file = {peer.public_key for peer in device.peers}
-    missing = {peer.public_key for peer in runtime.peers} - in_file
+    missing = set(map(bytes.fromhex, runtime.table.public_keys)) - in_file
     # all put in front at once (one insert per peer costs the square of their number)
     device.peers[:0] = [PeerConfig(public_key=key, remove=True)
                         for key in sorted(missing, reverse=True)]

@@ -9,8 +9,8 @@ light submodule (config.numbers, for `wgpy show`) must not pull in the whole par
 """
 
 import importlib
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing's flag without importing typing (see above)
 if TYPE_CHECKING:
     from wgpy.config.model import AllowedIP, DeviceConfig, Endpoint, PeerConfig, QuickConfig
     from wgpy.config.parser import parse_config, parse_set_arguments, read_config, strip_quick

@@ -6,9 +6,10 @@ Usable from Python as well as by the `wgpy` command:
     device = get_device("wg0")            # a wgpy.config.model.DeviceConfig
     print(device.listen_port, [p.rx_bytes for p in device.peers])
 
-`get_state` reads the same reply into uapi.reply's plain records instead (values as `wg`
-prints them), in a quarter of the time on a big device: what the `wgpy` tools use. `PendingGet`
-splits it in two, so that a caller can work while the device writes its reply.
+`get_state` reads the same reply into uapi.reply's table of text instead (values as `wg`
+prints them, a column per field), in a fraction of the time on a big device: what the `wgpy`
+tools use. `PendingGet` splits it in two, so that a caller can work while the device writes
+its reply.
 
 Requests and the reading of replies follow `wg` (ipc-uapi.h, ipc-uapi-unix.h): the same text
 is sent, a reply is accepted or refused on the same grounds, and the errno reported is the
@@ -26,7 +27,6 @@ import errno
 import os
 import socket
 import stat
-from typing import TYPE_CHECKING
 
 from wgpy.uapi.text import (
     DROP_PREFIX,
@@ -42,6 +42,7 @@ from wgpy.uapi.text import (
     socket_path,
 )
 
+TYPE_CHECKING = False  # typing's flag without importing typing (`wgpy show` start-up)
 if TYPE_CHECKING:  # imported where used: `wgpy show` sends its request before the rest
     from wgpy.config.model import DeviceConfig
     from wgpy.uapi.reply import DeviceState

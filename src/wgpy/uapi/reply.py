@@ -1,36 +1,41 @@
-"""A `get=1` reply read into plain records: what `wgpy show`, `showconf` and `syncconf` print
-or compare, and what get_device turns into the typed config model.
+"""A `get=1` reply read into a table of text: what `wgpy show`, `showconf` and `syncconf`
+print or compare, and what get_device turns into the typed config model.
 
-A 10,000-peer device answers with 120,000 lines (4 MB); `wg` reads them in about 20 ms. The
-rules are `wg`'s (ipc-uapi.h userspace_get_device): every line `key=value`, a blank line at
-the end, numbers by its NUM() macro, keys 64 hex digits, addresses through inet_pton and
-printed back by inet_ntop, endpoints through getaddrinfo and getnameinfo, the first bad line
-failing the whole reply. Records keep values as `wg` prints them (numbers as canonical
-decimal text, addresses in inet_ntop's form), so printing is joining text.
+A 10,000-peer device answers with 120,000 lines (4 MB), and `wgpy show` on it must stay near
+`wg show`'s time, start-up included. The rules are `wg`'s (ipc-uapi.h userspace_get_device):
+every line `key=value`, a blank line at the end, numbers by its NUM() macro, keys 64 hex
+digits, addresses through inet_pton and printed back by inet_ntop, endpoints through
+getaddrinfo and getnameinfo, the first bad line failing the whole reply. The peers are kept
+as columns of the text `wg` prints (PeerTable: numbers as canonical decimal text, addresses
+in inet_ntop's form, keys in hex), so printing is zipping columns and joining text;
+DeviceState.peers gives a record per peer (uapi.records) to callers that want one.
 
-Two readers give the same records. `_read_regular` takes a reply laid out as wireguard-go
-and wgpyd lay it out (their key order, canonical numbers: nearly every reply) a peer at a
-time with one regular expression, which also checks every value `wg` checks that a pattern
-can: hex keys, bounded decimal numbers, IPv4 addresses in the only form inet_pton accepts
-(which is the form inet_ntop prints). IPv6 addresses still go through inet_pton/inet_ntop.
-Anything else in the reply (another order, an unknown key, a zone, a leading zero, a bad
-value) makes it give up, and `_read_lines` reads the reply line by line, with `wg`'s exact
-rules and errors. Standard library only, nothing imported that `wgpy show` does not need:
-the interpreter's start-up is part of its time.
+Two readers fill the same table. `_read_regular` takes a reply laid out as wireguard-go and
+wgpyd lay it out (their key order, canonical numbers: nearly every reply) by splitting it on
+one regular expression, which leaves no object per peer and checks every value `wg` checks
+that a pattern can: hex keys, bounded decimal numbers, IPv4 addresses in the only form
+inet_pton accepts (which is the form inet_ntop prints). IPv6 addresses go through
+inet_pton/inet_ntop all at once. Anything else in the reply (another order, an unknown key, a
+zone, a leading zero, a bad value) makes it give up, and `_read_lines` reads the reply line
+by line, with `wg`'s exact rules and errors. Standard library only, and not even typing:
+the interpreter's start-up and imports are part of `wgpy show`'s time.
 """
 
-import functools
 import re
 import socket
-from typing import Any, NamedTuple
+from itertools import repeat
 
 from wgpy.uapi.text import UapiFormatError, parse_hex_key, parse_unsigned
 
+TYPE_CHECKING = False  # typing's own flag, without importing typing (`wgpy show` start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from wgpy.uapi.records import PeerState
+
 _AF_INET6 = socket.AF_INET6
 _inet_pton, _inet_ntop = socket.inet_pton, socket.inet_ntop
-_pton6 = functools.partial(_inet_pton, _AF_INET6)
-_ntop6 = functools.partial(_inet_ntop, _AF_INET6)
-_ZERO_HEX = "0" * 64
+ZERO_KEY_HEX = "0" * 64  # a preshared key of all zeros is no preshared key (as `wg` shows it)
 _PORT_MAX = 0xFFFF
 
 
@@ -38,35 +43,105 @@ class EndpointUnreachable(Exception):
     """An endpoint getaddrinfo cannot resolve: `wg` reports ENETUNREACH for the reply."""
 
 
-class PeerState(NamedTuple):
-    """One peer of a reply; numbers are decimal text without leading zeros. A tuple: a big
-    device has tens of thousands, and a tuple is made in a third of an object's time."""
+class PeerTable:
+    """The peers of a reply as columns, one list per field in the device's order, values as
+    text: what the printers of `wgpy show` read. The regular reader takes the columns out of
+    the reply with list slices, so a 10,000-peer reply makes no object per peer; `wg`'s
+    output then comes from zipping the columns a printer needs.
 
-    public_key: bytes
-    allowed_ips: list[str]  # "address/cidr" as `wg` prints them
-    preshared_key: bytes | None = None  # None: absent or all zero (wg: no preshared key)
-    endpoint: str | None = None  # as `wg` prints it: 192.0.2.1:51820, [fe80::1%lo]:51820
-    last_handshake_sec: str = "0"
-    last_handshake_nsec: str = "0"
-    tx_bytes: str = "0"
-    rx_bytes: str = "0"
-    persistent_keepalive: str | None = None  # None: the reply had no such line
-    protocol_version: str | None = None
+    Keys are the reply's hex (an all-zero preshared key means none); numbers, endpoints and
+    prefixes are as `wg` prints them; a peer's prefixes are its `allowed_ip=` lines as they
+    stand in the reply ("allowed_ip=10.0.0.0/8\nallowed_ip=::/0\n"), which `joined` turns
+    into any of `wg`'s lists with one replace. A keepalive or protocol version the reply
+    did not give is None."""
 
-    def __repr__(self) -> str:  # never the preshared key: a repr ends up in logs
-        return (f"PeerState(public_key={self.public_key.hex()}, endpoint={self.endpoint!r}, "
-                f"allowed_ips={self.allowed_ips!r})")
+    __slots__ = ("allowed_ip_lines", "endpoints", "keepalives", "last_handshake_nsecs",
+                 "last_handshake_secs", "preshared_keys", "protocol_versions", "public_keys",
+                 "rx_bytes", "tx_bytes")
+
+    def __init__(self) -> None:
+        self.public_keys: list[str] = []
+        self.preshared_keys: list[str] = []
+        self.endpoints: list[str | None] = []
+        self.last_handshake_secs: list[str] = []
+        self.last_handshake_nsecs: list[str] = []
+        self.tx_bytes: list[str] = []
+        self.rx_bytes: list[str] = []
+        self.keepalives: list[str | None] = []
+        self.allowed_ip_lines: list[str] = []
+        self.protocol_versions: list[str | None] = []
+
+    def __len__(self) -> int:
+        return len(self.public_keys)
+
+    def append(self, public_key: str, allowed_ips: list[str], preshared_key: str = ZERO_KEY_HEX,
+               endpoint: str | None = None, last_handshake_sec: str = "0",
+               last_handshake_nsec: str = "0", tx_bytes: str = "0", rx_bytes: str = "0",
+               keepalive: str | None = None, protocol_version: str | None = None) -> None:
+        """One more peer (keys in hex, prefixes as `wg` prints them)."""
+        self.public_keys.append(public_key)
+        self.preshared_keys.append(preshared_key)
+        self.endpoints.append(endpoint)
+        self.last_handshake_secs.append(last_handshake_sec)
+        self.last_handshake_nsecs.append(last_handshake_nsec)
+        self.tx_bytes.append(tx_bytes)
+        self.rx_bytes.append(rx_bytes)
+        self.keepalives.append(keepalive)
+        self.allowed_ip_lines.append("".join(f"allowed_ip={prefix}\n"
+                                             for prefix in allowed_ips))
+        self.protocol_versions.append(protocol_version)
+
+    @classmethod
+    def of(cls, records: "list[PeerState]") -> "PeerTable":
+        table = cls()
+        for peer in records:
+            table.append(peer.public_key.hex(), peer.allowed_ips,
+                         (peer.preshared_key or bytes(32)).hex(), peer.endpoint,
+                         peer.last_handshake_sec, peer.last_handshake_nsec, peer.tx_bytes,
+                         peer.rx_bytes, peer.persistent_keepalive, peer.protocol_version)
+        return table
+
+    def records(self) -> "list[PeerState]":
+        from wgpy.uapi.records import PeerState  # here: `wgpy show` never needs it
+
+        fromhex = bytes.fromhex
+        return [PeerState(fromhex(public), joined(lines, "\n").split("\n") if lines else [],
+                          None if preshared == ZERO_KEY_HEX else fromhex(preshared), *values)
+                for public, preshared, lines, *values in zip(
+                    self.public_keys, self.preshared_keys, self.allowed_ip_lines,
+                    self.endpoints, self.last_handshake_secs, self.last_handshake_nsecs,
+                    self.tx_bytes, self.rx_bytes, self.keepalives, self.protocol_versions,
+                    strict=True)]
+
+
+def joined(allowed_ip_lines: str, separator: str) -> str:
+    """A peer's prefixes (PeerTable.allowed_ip_lines) as one text, `separator` between them;
+    "" when it has none."""
+    return allowed_ip_lines[11:-1].replace("\nallowed_ip=", separator)
 
 
 class DeviceState:
-    """A device as its `get=1` reply describes it."""
+    """A device as its `get=1` reply describes it: its peers as a PeerTable (`table`), or as
+    records (`peers`, made from the table when first asked for)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.private_key: bytes | None = None
         self.listen_port: int | None = None
         self.fwmark: int | None = None
-        self.peers: list[PeerState] = []
+        self.table = PeerTable()
+        self._records: list[PeerState] | None = None
+
+    @property
+    def peers(self) -> "list[PeerState]":
+        if self._records is None:
+            self._records = self.table.records()
+        return self._records
+
+    @peers.setter
+    def peers(self, records: "list[PeerState]") -> None:
+        self.table = PeerTable.of(records)
+        self._records = records
 
     def public_key(self) -> bytes | None:
         """The private key's X25519 public key (what `wg` derives), computed only when asked,
@@ -105,11 +180,14 @@ _HEADER = re.compile(
     r"(?:private_key=([0-9a-fA-F]{64})\n)?"
     rf"(?:listen_port=({_U16})\n)?"
     r"(?:fwmark=(0|[1-9][0-9]{0,8})\n)?")  # up to 999,999,999: within 0xffffffff
+# One peer; its groups in this order make the columns (_COLUMNS). The reply is split on it:
+# the text between two peers must be empty, which is how a reply with anything else in it
+# (another order, an unknown key, a zone, a leading zero, a bad value) is told.
 _PEER = re.compile(
     r"public_key=([0-9a-fA-F]{64})\n"
     r"preshared_key=([0-9a-fA-F]{64})\n"
-    r"protocol_version=(1)\n"
-    rf"(?:endpoint=(?:({_IPV4}:{_U16})|\[({_IPV6ISH})\]:({_U16}))\n)?"
+    r"protocol_version=1\n"
+    rf"(?:endpoint=({_IPV4}:{_U16}|\[({_IPV6ISH})\]:{_U16})\n)?"
     rf"last_handshake_time_sec={_NUM63}\n"
     rf"last_handshake_time_nsec={_NUM63}\n"
     rf"tx_bytes={_NUM64}\n"
@@ -117,7 +195,12 @@ _PEER = re.compile(
     rf"persistent_keepalive_interval=({_U16})\n"
     rf"((?:allowed_ip=(?:{_IPV4}/(?:3[0-2]|[12]?[0-9])"
     rf"|{_IPV6ISH}/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))\n)*+)")
-_ALLOWED_IPV6 = re.compile(r"\nallowed_ip=([^/\n]*:[^/\n]*)/")  # in a reply _PEER has read
+_COLUMNS = ("public_keys", "preshared_keys", "endpoints", None, "last_handshake_secs",
+            "last_handshake_nsecs", "tx_bytes", "rx_bytes", "keepalives", "allowed_ip_lines")
+_ENDPOINT_HOST6 = _COLUMNS.index(None)  # the IPv6 endpoint's address, to check by inet_pton
+_STRIDE = len(_COLUMNS) + 1  # split() gives the text before each peer, then its groups
+# an IPv6 prefix's address, in the allowed_ip lines _PEER has taken
+_ALLOWED_IPV6 = re.compile(r"=([0-9a-fA-F:.]*:[0-9a-fA-F:.]*)/")
 _TRAILER = "errno=0\n\n"
 
 
@@ -133,49 +216,60 @@ def _read_regular(device: DeviceState, text: str) -> bool:
         device.listen_port = int(listen_port)
     if fwmark is not None:
         device.fwmark = int(fwmark)
-    start = position = header.end()
-    match = _PEER.match
-    fromhex = bytes.fromhex
-    append = device.peers.append
+    end = len(text) - len(_TRAILER)
+    if end < header.end() or not text.startswith(_TRAILER, end):
+        return False
+    body = text[header.end():end]
+    parts = _PEER.split(body)
+    if any(parts[::_STRIDE]):  # text no peer's pattern took
+        return False
+    table = device.table
+    for offset, column in enumerate(_COLUMNS, start=1):
+        if column is not None:
+            setattr(table, column, parts[offset::_STRIDE])
+    table.protocol_versions = ["1"] * len(table.public_keys)
     try:
-        while (peer := match(text, position)) is not None:
-            (public, preshared, version, endpoint, host6, port6, seconds, nanoseconds, tx, rx,
-             keepalive, allowed) = peer.groups()
-            if host6 is not None:
-                endpoint = f"[{_inet_ntop(_AF_INET6, _inet_pton(_AF_INET6, host6))}]:{port6}"
-            append(PeerState(fromhex(public),
-                             allowed[11:-1].split("\nallowed_ip=") if allowed else [],
-                             None if preshared == _ZERO_HEX else fromhex(preshared), endpoint,
-                             seconds, nanoseconds, tx, rx, keepalive, version))
-            position = peer.end()
-        if not (text.startswith(_TRAILER, position)
-                and position + len(_TRAILER) == len(text)):
-            return False
-        # IPv6 prefixes through inet_pton and inet_ntop all at once (map: no Python code
-        # per address); the device's text is nearly always inet_ntop's already
-        hosts = _ALLOWED_IPV6.findall(text, start, position)
-        canonical = list(map(_ntop6, map(_pton6, hosts)))
+        _canonical_ipv6(table, parts[_ENDPOINT_HOST6 + 1::_STRIDE], body)
     except (OSError, ValueError):  # an IPv6 address inet_pton refuses
         return False
+    return True
+
+
+def _canonical_ipv6(table: PeerTable, endpoint_hosts: list[str | None], body: str) -> None:
+    """IPv6 addresses through inet_pton and inet_ntop all at once (map: no Python code per
+    address), and put in as inet_ntop prints them where the device's text differs (it
+    nearly never does). Raises OSError or ValueError for one inet_pton refuses."""
+    hosts = [host for host in endpoint_hosts if host is not None]
+    canonical = _inet_ntop6(hosts)
     if canonical != hosts:
         replacements = iter(canonical)
-        for record in device.peers:
-            addresses = record.allowed_ips
-            for index, address in enumerate(addresses):
-                if ":" in address:
-                    addresses[index] = f"{next(replacements)}/{address.partition('/')[2]}"
-    return True
+        table.endpoints = [
+            endpoint if host is None or endpoint is None
+            else f"[{next(replacements)}]:{endpoint.rpartition(':')[2]}"
+            for endpoint, host in zip(table.endpoints, endpoint_hosts, strict=True)]
+    hosts = _ALLOWED_IPV6.findall("".join(table.allowed_ip_lines))
+    canonical = _inet_ntop6(hosts)
+    if canonical != hosts:
+        replacements = iter(canonical)
+        table.allowed_ip_lines = [
+            _ALLOWED_IPV6.sub(lambda _: f"={next(replacements)}/", lines)
+            for lines in table.allowed_ip_lines]
+
+
+def _inet_ntop6(hosts: list[str]) -> list[str]:
+    """IPv6 addresses through inet_pton and inet_ntop (map: no Python code per address)."""
+    return list(map(_inet_ntop, repeat(_AF_INET6), map(_inet_pton, repeat(_AF_INET6), hosts)))
 
 
 # ---------------------------------------------------------------------- line by line
 
-# per-peer numbers: UAPI key -> (PeerState field, NUM()'s bound)
+# per-peer numbers: UAPI key -> (PeerTable.append's argument, NUM()'s bound)
 _PEER_NUMBERS = {
     "last_handshake_time_sec": ("last_handshake_sec", 2**63 - 1),
     "last_handshake_time_nsec": ("last_handshake_nsec", 2**63 - 1),
     "rx_bytes": ("rx_bytes", 2**64 - 1),
     "tx_bytes": ("tx_bytes", 2**64 - 1),
-    "persistent_keepalive_interval": ("persistent_keepalive", 0xFFFF),
+    "persistent_keepalive_interval": ("keepalive", 0xFFFF),
     "protocol_version": ("protocol_version", 2**64 - 1),
 }
 
@@ -189,7 +283,8 @@ def _read_lines(device: DeviceState, text: str) -> int | None:
         raise UapiFormatError("message not terminated by a blank line") from None
     if end == len(lines) - 1:
         raise UapiFormatError("message not terminated by a blank line")
-    peer: dict[str, Any] | None = None  # the fields of the peer being read
+    table = device.table
+    peer: dict[str, Any] | None = None  # the fields of the peer being read (PeerTable.append's)
     code: int | None = None
     for line in lines[:end]:
         key, sep, value = line.partition("=")
@@ -197,8 +292,8 @@ def _read_lines(device: DeviceState, text: str) -> int | None:
             raise UapiFormatError(f"line without '=': {line!r}")
         if key == "public_key":
             if peer is not None:
-                device.peers.append(PeerState(**peer))
-            peer = {"public_key": parse_hex_key(value), "allowed_ips": []}
+                table.append(**peer)
+            peer = {"public_key": parse_hex_key(value).hex(), "allowed_ips": []}
         elif key == "errno":
             code = parse_unsigned(value, 0x7FFFFFFF)
         elif peer is None:
@@ -216,10 +311,9 @@ def _read_lines(device: DeviceState, text: str) -> int | None:
         elif key == "endpoint":
             peer["endpoint"] = read_endpoint(value)
         elif key == "preshared_key":
-            psk = parse_hex_key(value)
-            peer["preshared_key"] = psk if any(psk) else None
+            peer["preshared_key"] = parse_hex_key(value).hex()
     if peer is not None:
-        device.peers.append(PeerState(**peer))
+        table.append(**peer)
     return code
 
 
