@@ -24,7 +24,8 @@ one IPv6) and, on every fourth peer, a persistent keepalive. Paths, each timed a
   show, show dump, show allowed-ips, showconf, syncconf
                          `wgpy …` against `wg …`, both on the same wgpyd device (output
                          compared byte for byte; a difference fails the run); `wgpy` as
-                         installed: its console script, bytecode compiled once
+                         installed: its console script, bytecode compiled once (or the
+                         `wgpy` given by --wgpy, e.g. a venv's: see bench/README)
 
 Daemons run with their interface down (nothing is sent); the quick paths bring the interface
 up; keepalive peers' handshakes find no route and are not sent. Times are medians of
@@ -87,7 +88,7 @@ def _command(script: str, module: str) -> list[str]:
     return [path] if os.access(path, os.X_OK) else [sys.executable, "-m", module]
 
 
-WGPY = _command("wgpy", "wgpy.cli.main")
+WGPY = DEFAULT_WGPY = _command("wgpy", "wgpy.cli.main")
 WGPY_QUICK = _command("wgpy-quick", "wgpy.quick.main")
 
 
@@ -347,6 +348,11 @@ def installed_env(cache: str) -> dict[str, str]:
 def measure_tools(ns: Namespace, iface: str, config: str, kinds: list[str], repeat: int,
                   timeout: float, results: dict) -> dict:
     """wgpy and wg, alternating, on the same wgpyd device; outputs must be identical."""
+    if WGPY != DEFAULT_WGPY:  # installed elsewhere (--wgpy), compiled by its own install
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+        return _measure_tools(ns, iface, config, kinds, repeat, timeout, results,
+                              {**env, "WG_HIDE_KEYS": "never"})
     cache = tempfile.mkdtemp(prefix="wgpyb-pyc-")
     try:
         return _measure_tools(ns, iface, config, kinds, repeat, timeout, results,
@@ -460,8 +466,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure nothing: the table (and --chart) of earlier runs' JSON "
                              "files together (e.g. one run per size)")
     parser.add_argument("--chart", help="PNG of time against peers (needs matplotlib)")
+    parser.add_argument("--wgpy", metavar="PATH",
+                        help="the wgpy command timed on the tool paths (default: this "
+                             "Python's console script), e.g. one installed in a venv")
     parser.add_argument("--out", default=machine.RESULTS_DIR)
     args = parser.parse_args(argv)
+    if args.wgpy:
+        global WGPY
+        WGPY = [os.path.abspath(args.wgpy)]
     if args.merge:
         return report(merged(args.merge), args)
     if args.smoke:
