@@ -12,7 +12,9 @@ T = TypeVar("T")
 
 class FakeHost:
     """Ports and marks are only remembered; `busy_port` is "in use" and `bad_mark` refused,
-    as a real socket would refuse them. `call` runs the function at once and counts."""
+    as a real socket would refuse them. `call` runs the function at once and counts, then
+    runs `after_call` (if set) with the count: where the data plane would run between the
+    calls of a set or get made in turns."""
 
     busy_port = 4242
     bad_mark = 666
@@ -23,6 +25,7 @@ class FakeHost:
         self.mark = 0
         self.clock = 100.0
         self.calls = 0
+        self.after_call: Callable[[int], None] | None = None
         self.shell_drops = {"udp_send_failed": 0}
 
     def listen_port(self) -> int:
@@ -46,7 +49,11 @@ class FakeHost:
 
     def call(self, fn: Callable[[], T]) -> T:
         self.calls += 1
-        return fn()
+        try:
+            return fn()
+        finally:
+            if self.after_call is not None:
+                self.after_call(self.calls)
 
     def io_drops(self) -> dict[str, int]:
         return self.shell_drops

@@ -312,7 +312,8 @@ def test_a_host_bug_in_set_fwmark_still_changes_nothing(host, monkeypatch):
     assert format_get(host) == before
 
 
-def test_a_set_is_one_call_on_the_data_plane(host):
+def test_a_small_set_is_one_call_on_the_data_plane(host):
+    # (a big one is applied in turns: test_set_turns.py)
     body = "\n".join(f"public_key={pub(n)}\nallowed_ip=10.{n}.0.0/16" for n in range(1, 30))
     host.calls = 0
     assert uapi_set(host, body) == 0

@@ -7,13 +7,17 @@ A `set` is parsed into small typed operations (the records below), then applied.
 
 Deliberate differences, each because the reference's behaviour can hurt a user:
 
-* A `set` is atomic. wireguard-go applies lines as it reads them and stops at the first bad
-  one, leaving half a configuration. Here the whole request is validated first (SetParser)
-  and applied in one `host.call` only if every line is valid. The failures left at apply
-  time (binding the port, setting the fwmark: OSError from the host) come first, before the
-  device is touched, and a failed fwmark rebinds the old port; so an errno reply always
-  means "nothing changed" (wireguard-go, refused a port, is even left with no socket at
-  all). A repeated listen_port or fwmark line binds only its last value.
+* A `set` is all or nothing. wireguard-go applies lines as it reads them and stops at the
+  first bad one, leaving half a configuration. Here the whole request is validated first
+  (SetParser) and applied only if every line is valid. The failures left at apply time (the
+  peer limit; binding the port, setting the fwmark: OSError from the host) come first, in
+  the first turn (see apply_set), before the device is touched, and a failed fwmark rebinds
+  the old port; so an errno reply always means "nothing changed" (wireguard-go, refused a
+  port, is even left with no socket at all). A repeated listen_port or fwmark line binds
+  only its last value. Other UAPI clients see a set whole: one thread serves them all, a
+  request at a time. The data plane, which forwards between the turns of a big set, sees
+  it applied whole peer sections at a time (apply_set), as wireguard-go's sees it applied
+  line by line.
 * Without a private key the device's own public key counts as all-zero (a peer with the
   zero key is ignored, as in wireguard-go and the kernel); after `private_key=00…00`
   wireguard-go keeps X25519(0)'s public key instead, which the core does not remember.
@@ -142,15 +146,15 @@ class GetFormatter:
         chunks.append(b"errno=0\n\n")
         return chunks
 
-    def remember(self, host: DeviceHost, request: "SetRequest") -> None:
-        """Make the text of the peers a set just configured; run it inside the set's
-        host.call, so that the first `get` after a big set finds their text made (it still
-        checks every peer's prefixes, as after any change: a set may take a prefix from a
-        peer it does not name)."""
+    def remember(self, host: DeviceHost, sections: "Iterable[PeerChange]") -> None:
+        """Make the text of the peers a set just configured; run it inside the host.call of
+        the set's turn that applied `sections`, so that the first `get` after a big set finds
+        their text made (it still checks every peer's prefixes, as after any change: a set
+        may take a prefix from a peer it does not name)."""
         peers = host.device.peers
         keys_for_peer = host.device.allowed_ips.keys_for_peer
         kept = self._peers
-        for change in request.peers:
+        for change in sections:
             peer = peers.get(change.public_key)
             if peer is not None:
                 kept[peer] = _peer_text(peer, keys_for_peer(peer))
@@ -469,26 +473,78 @@ def parse_set(lines: Iterable[str]) -> SetRequest:
 def apply_set(host: DeviceHost, request: SetRequest,
               formatter: GetFormatter | None = None) -> None:
     """Apply a validated request on the data-plane thread; UapiError leaves no change.
-    With the server's `formatter`, the `get` text of the peers it names is made in the same
-    call (GetFormatter.remember).
+    With the server's `formatter`, the `get` text of the peers it names is made as they are
+    configured (GetFormatter.remember).
+
+    The data plane forwards nothing while a host.call runs, and a new peer costs ~0.1 ms
+    (its static-static X25519), so a 50,000-peer setconf in one call held packets for ~5 s.
+    It is applied in turns instead (set_turns), each a host.call of its own, with packets
+    handled in between. The first turn does everything that can still fail (the peer limit,
+    the listen port, the fwmark) before it changes anything, then the device's lines, then
+    its share of the peer sections; each later turn applies whole sections, in request
+    order. So the device ends exactly as one call would leave it (nothing else changes its
+    peers meanwhile: sets come one at a time from the one UAPI thread), and in between the
+    data plane sees the request applied up to a section boundary: after replace_peers, the
+    peers not yet re-added are absent (their packets dropped, never sent to a removed
+    peer); a prefix that a section moves stays with its old owner until that section's
+    turn. wireguard-go's data plane sees the same, between lines instead of sections.
 
     A set of many peers (COLLECT_AFTER_PEERS sections, and at least a quarter of the
     device's peers) leaves Python's collector owing a full pass over every object (~0.1 s
     at 50,000 peers, every thread stopped), which it would pay at some later allocation,
-    in the middle of forwarding. It is paid here, while the data plane waits for this set
-    anyway."""
-    def apply() -> None:
-        _apply(host, request)
-        if formatter is not None:
-            formatter.remember(host, request)
-        sections = len(request.peers)
-        if sections >= COLLECT_AFTER_PEERS and sections * 4 >= len(host.device.peers):
-            gc.collect()
-
-    host.call(apply)
+    at an unknown moment. It is paid at the end of the set's last turn, once."""
+    turns = set_turns(request.peers)
+    last = len(turns) - 1
+    for index, sections in enumerate(turns):
+        host.call(functools.partial(_apply_turn, host, request if index == 0 else None,
+                                    sections, formatter,
+                                    len(request.peers) if index == last else None))
 
 
-def _apply(host: DeviceHost, request: SetRequest) -> None:
+# Peer sections per host.call of a set (~0.1 ms each when it creates the peer), and the
+# section lines they may hold together (prefixes cost ~5 µs each): a turn ends at either
+# limit (taking at least one section, which is never split).
+SET_PEERS_PER_CALL = 50
+SET_LINES_PER_CALL = 1000
+
+
+def set_turns(sections: list[PeerChange]) -> list[list[PeerChange]]:
+    """The request's peer sections cut into turns (at least one turn, maybe empty)."""
+    turns: list[list[PeerChange]] = []
+    turn: list[PeerChange] = []
+    lines = 0
+    for change in sections:
+        size = 1 + len(change.operations)
+        if turn and (len(turn) == SET_PEERS_PER_CALL or lines + size > SET_LINES_PER_CALL):
+            turns.append(turn)
+            turn, lines = [], 0
+        turn.append(change)
+        lines += size
+    turns.append(turn)
+    return turns
+
+
+def _apply_turn(host: DeviceHost, request: SetRequest | None, sections: list[PeerChange],
+                formatter: GetFormatter | None, set_sections: int | None) -> None:
+    """One turn on the data-plane thread: the device's part (`request`, first turn only),
+    then `sections`. The last turn is told how many sections the whole set had, to pay the
+    full collection a big set owes (see apply_set)."""
+    if request is not None:
+        _apply_device(host, request)
+    device = host.device
+    now = host.now()
+    for change in sections:
+        _apply_peer(device, change, now)
+    if formatter is not None:
+        formatter.remember(host, sections)
+    if (set_sections is not None and set_sections >= COLLECT_AFTER_PEERS
+            and set_sections * 4 >= len(device.peers)):
+        gc.collect()
+
+
+def _apply_device(host: DeviceHost, request: SetRequest) -> None:
+    """Everything but the peer sections: what may fail first (leaving no change), then the
+    device's lines."""
     device = host.device
     _check_peer_limit(device, request)
     old_port = host.listen_port()
@@ -508,16 +564,20 @@ def _apply(host: DeviceHost, request: SetRequest) -> None:
             raise UapiError(EADDRINUSE, f"failed to update fwmark: {exc}") from None
 
     now = host.now()
-    for operation in request.device_operations:
+    operations = request.device_operations
+    if any(isinstance(operation, ReplacePeers) for operation in operations):
+        # First, wherever it is among the device's lines: the state is the same (a new key
+        # only changes the peers, all about to go), and a new key on a big hub does not
+        # recompute every peer's static-static secret (~0.1 ms each) to throw it away.
+        device.remove_all_peers()
+    for operation in operations:
         match operation:
             case SetPrivateKey(key):
                 device.set_private_key(key, now)
             case ReplacePeers():
-                device.remove_all_peers()
+                pass  # done above
             case _:
                 assert_never(operation)
-    for change in request.peers:
-        _apply_peer(device, change, now)
 
 
 def _restore_port(host: DeviceHost, port: int) -> None:
