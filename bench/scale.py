@@ -36,6 +36,8 @@ split a long run into shorter ones and put their figures together again.
 
 --ping-during-get N: instead, whether a big `get` holds up packets: ping RTTs through a
 tunnel to a hub daemon with N peers, alone and while it answers 5 gets (ping_during_get).
+--ping-during-set N: the same for a `set` adding N peers, then one removing them: ping
+RTTs and losses during each (ping_during_set).
 
 --smoke: only the wgpy side at 500 and 2 000 peers (medians of 3), failing unless every
 path was measured and its time at 4x the peers is at most 6x its time (linear growth; CI,
@@ -48,6 +50,7 @@ import contextlib
 import importlib.util
 import itertools
 import json
+import math
 import os
 import re
 import select
@@ -434,6 +437,107 @@ def ping_during_get(peers: int, gets: int, timeout: float) -> dict[str, dict[str
 _STAMPED_RTT = re.compile(r"^\[([0-9.]+)\].*?" + RTT.pattern, re.MULTILINE)
 
 
+def set_request(hub_conf: str, remove: bool = False) -> bytes:
+    """A raw UAPI `set=1` of the hub file's peers, as `wg addconf` sends them (without their
+    keepalives, so nothing is sent to them), or (`remove`) one removing them all. No
+    replace_peers: the peer being pinged stays."""
+    lines = ["set=1"]
+    with open(hub_conf) as source:
+        for line in source.read().split("\n\n", 1)[1].splitlines():
+            key, _, value = line.partition(" = ")
+            if key == "PublicKey":
+                lines.append(f"public_key={base64.b64decode(value).hex()}")
+                if remove:
+                    lines.append("remove=true")
+            elif remove:
+                continue
+            elif key == "Endpoint":
+                lines.append(f"endpoint={value}")
+            elif key == "AllowedIPs":
+                lines += ["replace_allowed_ips=true",
+                          *(f"allowed_ip={prefix}" for prefix in value.split(", "))]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def ping_during_set(peers: int, timeout: float) -> dict[str, dict[str, float]]:
+    """Does a big `set` hold up packets? For each hub daemon (wgpyd, wireguard-go): a tunnel
+    to a wgpyd in another namespace, pinged through every 10 ms; after 1 s alone, one raw
+    UAPI set adding the hub file's `peers` peers (set_request), and 1 s after it one
+    removing them. For the pings sent during each set: RTTs in ms (median, 99th
+    percentile, maximum) and the pings never answered."""
+    results: dict[str, dict[str, float]] = {}
+    for hub in ("wgpyd", "wireguard-go"):
+        with Testbed(tag=f"t{os.getpid() % 100000}") as bed, \
+                tempfile.TemporaryDirectory() as files:
+            hub_conf = os.path.join(files, "hub.conf")
+            hub_file(hub_conf, peers, 1)
+            sets = {"add": set_request(hub_conf), "remove": set_request(hub_conf, remove=True)}
+            with bed.tunnel(hub, "wgpyd"):
+                iface = bed.ifaces[0]
+                bed.b.run("ping", "-c", "3", "-W", "5", TUNNEL[0], timeout=30)
+                ping = bed.b.popen("ping", "-n", "-D", "-i", "0.01", TUNNEL[0],
+                                   stdout=subprocess.PIPE, text=True)
+                try:
+                    time.sleep(1)
+                    windows = {}  # wall-clock span of each set
+                    for label, request in sets.items():
+                        start = time.time()
+                        uapi_round_trip(bed.a.name, iface, request, timeout)
+                        windows[label] = (start, time.time())
+                        time.sleep(1)
+                    ping.send_signal(signal.SIGINT)  # ping prints its last lines and ends
+                    output = ping.communicate(timeout=30)[0]
+                finally:
+                    if ping.poll() is None:
+                        ping.kill()
+                        ping.wait()
+                shown = bed.a.run("wg", "show", iface, "peers", timeout=timeout).stdout
+                if shown.count("\n") != 1:
+                    raise BenchError(f"{hub}: {shown.count(chr(10))} peers after the sets")
+            sent = sent_pings(output)
+            entry: dict[str, float] = {}
+            for label, (start, end) in windows.items():
+                during = [rtt for stamp, rtt in sent if start <= stamp <= end]
+                answered = [rtt for rtt in during if rtt is not None]
+                entry[f"{label} set s"] = end - start
+                entry[f"{label} lost"] = len(during) - len(answered)
+                entry.update(rtt_summary(f"during the {label} set", answered) if answered else
+                             {f"during the {label} set {stat}": math.nan
+                              for stat in ("median ms", "p99 ms", "max ms")}
+                             | {f"during the {label} set replies": 0})
+            entry.update(rtt_summary("alone", [rtt for stamp, rtt in sent
+                                               if rtt is not None
+                                               and stamp < windows["add"][0]]))
+            results[hub] = entry
+    return results
+
+
+_STAMPED_SEQ_RTT = re.compile(r"^\[([0-9.]+)\].*?icmp_seq=([0-9]+) .*?" + RTT.pattern,
+                              re.MULTILINE)
+
+
+def sent_pings(output: str) -> list[tuple[float, float | None]]:
+    """(Unix time sent, RTT in ms or None if never answered) of every ping in the output of
+    `ping -D -i 0.01`, by sequence number: an answered one was sent its RTT before the
+    answer's time stamp, one never answered between its answered neighbours."""
+    answered = {int(seq): (float(stamp) - float(rtt) / 1000, float(rtt))
+                for stamp, seq, rtt in _STAMPED_SEQ_RTT.findall(output)}
+    if not answered:
+        raise BenchError("ping through the tunnel: no replies")
+    known = sorted(answered)
+    pings: list[tuple[float, float | None]] = []
+    for seq in range(known[0], known[-1] + 1):
+        if seq in answered:
+            pings.append(answered[seq])
+            continue
+        before = max(n for n in known if n < seq)
+        after = min(n for n in known if n > seq)
+        share = (seq - before) / (after - before)
+        pings.append((answered[before][0] + share * (answered[after][0]
+                                                     - answered[before][0]), None))
+    return pings
+
+
 def rtt_summary(label: str, rtts: list[float]) -> dict[str, float]:
     if not rtts:
         raise BenchError(f"ping {label}: no replies (a get shorter than 10 ms?)")
@@ -462,6 +566,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ping-during-get", type=int, metavar="PEERS",
                         help="measure only this: ping RTT through a tunnel while a hub "
                              "daemon with PEERS peers answers 5 gets (wgpyd, wireguard-go)")
+    parser.add_argument("--ping-during-set", type=int, metavar="PEERS",
+                        help="measure only this: ping RTT and losses through a tunnel while "
+                             "a hub daemon applies a set adding PEERS peers, then one "
+                             "removing them (wgpyd, wireguard-go)")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="measure nothing: the table (and --chart) of earlier runs' JSON "
                              "files together (e.g. one run per size)")
@@ -488,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
     if args.ping_during_get:
         return reporting_failures(lambda: report_ping(args))
+    if args.ping_during_set:
+        return reporting_failures(lambda: report_ping_during_set(args))
     return reporting_failures(lambda: report(measured(args), args))
 
 
@@ -551,6 +661,29 @@ def report_ping(args: argparse.Namespace) -> int:
                      "settings": {"ping_during_get": args.ping_during_get, "gets": 5}},
             "ping_during_get": results}
     print(f"\nJSON: {machine.write_json(data, args.out, f'scale-ping-{stamp}.json')}")
+    return 0
+
+
+def report_ping_during_set(args: argparse.Namespace) -> int:
+    peers = args.ping_during_set
+    results = ping_during_set(peers, args.timeout)
+    print(f"| hub daemon, set of {peers} peers | set s | ping alone: median / p99 / max ms"
+          " | during the set: median / p99 / max ms | lost |\n|---|---|---|---|---|")
+    for hub, entry in results.items():
+        for label in ("add", "remove"):
+            summary = " / ".join(f"{entry[f'during the {label} set {stat} ms']:.2f}"
+                                 for stat in ("median", "p99", "max"))
+            alone = " / ".join(f"{entry[f'alone {stat} ms']:.2f}"
+                               for stat in ("median", "p99", "max"))
+            lost = entry[f"{label} lost"]
+            sent = entry[f"during the {label} set replies"] + lost
+            print(f"| {hub}, {label} | {entry[f'{label} set s']:.2f} | {alone} | {summary} | "
+                  f"{lost:.0f} of {sent:.0f} |")
+    stamp = machine.timestamp()
+    data = {"meta": {"timestamp": stamp, "machine": machine.describe(),
+                     "settings": {"ping_during_set": peers}},
+            "ping_during_set": results}
+    print(f"\nJSON: {machine.write_json(data, args.out, f'scale-ping-set-{stamp}.json')}")
     return 0
 
 

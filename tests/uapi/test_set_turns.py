@@ -7,6 +7,7 @@ state (peers, their order, prefixes and who owns them) is the one-call set's exa
 """
 
 import contextlib
+import gc
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -236,6 +237,7 @@ def test_a_set_refused_while_applied_changes_nothing_in_one_call(
     """Port in use, fwmark refused, or (with the port) one peer more than MAX_PEERS."""
     monkeypatch.setattr(protocol, "SET_PEERS_PER_CALL", 2)
     monkeypatch.setattr(protocol, "MAX_PEERS", 3 + 8 if errno == 98 else 3 + 7)
+    monkeypatch.setattr(protocol, "COLLECT_AFTER_PEERS", 4)  # a big set (collection paused)
     host, _ = configured(make_host)
     before = snapshot(host)
     body = f"{failing}\nprivate_key={private(30).hex()}\n{peer_lines(range(1, 9))}"
@@ -244,6 +246,7 @@ def test_a_set_refused_while_applied_changes_nothing_in_one_call(
     assert refused.value.code == errno
     assert host.calls == 1
     assert snapshot(host) == before
+    assert gc.isenabled()
 
 
 def test_a_replace_peers_set_never_routes_to_a_peer_it_removed(make_host, monkeypatch):
@@ -268,15 +271,20 @@ def test_a_replace_peers_set_never_routes_to_a_peer_it_removed(make_host, monkey
         (4, 10 << 24 | 42 << 16, 16): pub(41)}
 
 
-def test_a_turned_set_makes_the_get_text_of_its_peers_and_collects_once_at_the_end(
+def test_a_turned_set_makes_the_get_text_and_pauses_collection_until_its_end(
         make_host, monkeypatch):
     monkeypatch.setattr(protocol, "SET_PEERS_PER_CALL", 2)
     monkeypatch.setattr(protocol, "COLLECT_AFTER_PEERS", 4)
     host, formatter = make_host(), GetFormatter()
     collections: list[int] = []
     monkeypatch.setattr(protocol.gc, "collect", lambda: collections.append(host.calls))
+    automatic: list[bool] = []  # collection, after each turn
+    host.after_call = lambda _: automatic.append(gc.isenabled())
+    assert gc.isenabled()
     apply_set(host, parse_set(peer_lines(range(1, 6)).splitlines()), formatter)
     assert host.calls == 3 and collections == [3]
+    assert automatic == [False, False, False] and gc.isenabled()  # paused for the set only
+    host.after_call = None
     expected = format_get(host) + "errno=0\n\n"  # made afresh
     made: list[bytes] = []
     real = protocol._peer_text

@@ -489,16 +489,26 @@ def apply_set(host: DeviceHost, request: SetRequest,
     peer); a prefix that a section moves stays with its old owner until that section's
     turn. wireguard-go's data plane sees the same, between lines instead of sections.
 
-    A set of many peers (COLLECT_AFTER_PEERS sections, and at least a quarter of the
-    device's peers) leaves Python's collector owing a full pass over every object (~0.1 s
-    at 50,000 peers, every thread stopped), which it would pay at some later allocation,
-    at an unknown moment. It is paid at the end of the set's last turn, once."""
+    Python's collector stops every thread for a full pass over every object (~0.15 s at
+    50,000 peers) each time the objects that survived collections grew by a quarter: a
+    50,000-peer set would trigger five such passes while it runs, each a stall of the data
+    plane between turns. So a set of many peers (COLLECT_AFTER_PEERS sections) runs with
+    automatic collection paused, and if it is at least a quarter of the device's peers,
+    pays the one full pass it owes at the end of its last turn (else it would come at some
+    later allocation, at an unknown moment)."""
     turns = set_turns(request.peers)
     last = len(turns) - 1
-    for index, sections in enumerate(turns):
-        host.call(functools.partial(_apply_turn, host, request if index == 0 else None,
-                                    sections, formatter,
-                                    len(request.peers) if index == last else None))
+    paused = len(request.peers) >= COLLECT_AFTER_PEERS and gc.isenabled()
+    if paused:
+        gc.disable()  # (only this thread changes it; the data plane's garbage waits too)
+    try:
+        for index, sections in enumerate(turns):
+            host.call(functools.partial(_apply_turn, host, request if index == 0 else None,
+                                        sections, formatter,
+                                        len(request.peers) if index == last else None))
+    finally:
+        if paused:
+            gc.enable()
 
 
 # Peer sections per host.call of a set (~0.1 ms each when it creates the peer), and the
