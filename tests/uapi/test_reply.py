@@ -11,6 +11,7 @@ import pytest
 from wgpy.uapi.reply import (
     DeviceState,
     EndpointUnreachable,
+    ReplyReader,
     _read_lines,
     _read_regular,
     read_reply,
@@ -184,3 +185,35 @@ def test_keys_convert_to_base64_all_at_once():
     hexes = [key.hex() if index % 2 else key.hex().upper() for index, key in enumerate(keys)]
     assert _keys(hexes) == [base64.b64encode(key).decode() for key in keys]
     assert _keys([]) == []
+
+
+def test_a_reply_read_as_it_arrives_reads_as_a_whole():
+    """`wgpy show` feeds the reply in the pieces the socket gives: wherever they are cut
+    (inside a key, a line, `public_key=` itself, the trailer), the result is read_reply's,
+    regular or not, errors included."""
+    rng = random.Random(19)
+    texts = [_reply(rng, size) for size in (0, 1, 2, 7, 40)]
+    texts += [template.format(key="ab" * 32, zero="00" * 32) for template in IRREGULAR]
+    texts.append(texts[3].replace("persistent_keepalive_interval=0\n",
+                                  "persistent_keepalive_interval=65536\n", 1))
+    for text in texts:
+        try:
+            expected: object = _outcome(read_reply("wg0", text))
+        except (UapiFormatError, EndpointUnreachable) as exc:
+            expected = type(exc)
+        for _ in range(20):
+            count = min(len(text) + 1, rng.randrange(1, 9))
+            cuts = sorted(rng.sample(range(len(text) + 1), count))
+            reader = ReplyReader(DeviceState("wg0"))
+            for start, end in zip([0, *cuts], [*cuts, len(text)], strict=True):
+                reader.feed(text[start:end])
+            try:
+                got: object = _outcome(reader.result())
+            except (UapiFormatError, EndpointUnreachable) as exc:
+                got = type(exc)
+            assert got == expected, (text[:80], cuts)
+
+
+def _outcome(result: tuple[DeviceState, int | None]) -> tuple:
+    device, code = result
+    return code, _records(device), device.table.allowed_ip_lines, device.table.public_keys

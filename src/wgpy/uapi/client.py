@@ -22,11 +22,13 @@ for one fails with a KernelInterfaceError that says so. (wg handles those; this 
 class has no kernel module to test an implementation against.)
 """
 
+import codecs
 import contextlib
 import errno
 import os
 import socket
 import stat
+from collections.abc import Callable
 
 from wgpy.uapi.text import (
     DROP_PREFIX,
@@ -128,31 +130,34 @@ def _send(iface: str, request: bytes) -> socket.socket:
     return client
 
 
-def _receive(client: socket.socket) -> str:
-    """One reply (up to and including its blank line); closes the connection."""
+def _receive(client: socket.socket, consume: Callable[[str], None]) -> None:
+    """One reply (up to and including its blank line), handed to `consume` a piece at a time
+    as it arrives (a big device's reply is megabytes: 10,000 peers, about 4 MB, which
+    `wgpy show` reads while the rest is on its way); closes the connection."""
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
     with client:
         try:
-            # chunks joined once, the end looked for only where the last chunk meets the
-            # new one: a big device's reply is megabytes (10 000 peers: about 4 MB)
-            chunks: list[bytes] = []
-            previous = b""
+            # the end looked for only where the last piece meets the new one
+            first, previous = True, b""
             while True:
                 chunk = client.recv(_RECV_SIZE)
                 if not chunk:
                     break
-                chunks.append(chunk)
-                if (chunk == b"\n" and len(chunks) == 1) or b"\n\n" in previous + chunk[:1] \
+                consume(decoder.decode(chunk))
+                if (chunk == b"\n" and first) or b"\n\n" in previous + chunk[:1] \
                         or b"\n\n" in chunk:
                     break
-                previous = chunk[-1:]
+                first, previous = False, chunk[-1:]
         except OSError as exc:
             raise _fail(exc.errno or errno.EIO) from None
-    return b"".join(chunks).decode("utf-8", "surrogateescape")
+    consume(decoder.decode(b"", final=True))
 
 
 def _exchange(iface: str, request: bytes) -> str:
     """Send one request, read one reply."""
-    return _receive(_send(iface, request))
+    pieces: list[str] = []
+    _receive(_send(iface, request), pieces.append)
+    return "".join(pieces)
 
 
 class PendingGet:
@@ -171,13 +176,19 @@ class PendingGet:
             self._error = exc
 
     def result(self) -> "DeviceState":
-        from wgpy.uapi.reply import EndpointUnreachable, read_reply  # here: see TYPE_CHECKING
+        from wgpy.uapi.reply import (  # here: see TYPE_CHECKING
+            DeviceState,
+            EndpointUnreachable,
+            ReplyReader,
+        )
 
         if self._client is None:
             assert self._error is not None
             raise self._error
+        reader = ReplyReader(DeviceState(self.iface))
+        _receive(self._client, reader.feed)
         try:
-            device, code = read_reply(self.iface, _receive(self._client))
+            device, code = reader.result()
         except UapiFormatError:
             raise _fail(errno.EPROTO) from None
         except EndpointUnreachable:

@@ -128,22 +128,32 @@ class GetFormatter:
         self._peers: dict[Peer, _PeerText] = {}
         self._generation = -1
 
-    def reply(self, host: DeviceHost) -> list[bytes]:
+    def reply(self, host: DeviceHost,
+              emit: Callable[[bytes], None] | None = None) -> list[bytes]:
         """The whole answer, `errno=0` and its blank line included, in chunks of one turn
         each (a few hundred kB: written as they are, never joined into one big copy);
-        calls host.call."""
+        calls host.call. Each chunk is also handed to `emit` as soon as it is made, so that
+        a client can read the first peers while the data plane makes the next."""
+        chunks: list[bytes] = []
+
+        def made(parts: list[bytes]) -> None:
+            chunk = b"".join(parts)
+            chunks.append(chunk)
+            if emit is not None:
+                emit(chunk)
+
         parts: list[bytes] = []
         peers, generation = host.call(lambda: self._device_lines(host, parts))
         kept: dict[Peer, _PeerText] = {}
-        chunks = [b"".join(parts)]
+        made(parts)
         for first in range(0, len(peers), GET_PEERS_PER_CALL):
             parts = []
             turn = peers[first:first + GET_PEERS_PER_CALL]
             host.call(functools.partial(self._peer_lines, host, turn, parts, kept))
-            chunks.append(b"".join(parts))
+            made(parts)
         self._peers = kept
         self._generation = generation  # as of the first turn: a later change is seen next get
-        chunks.append(b"errno=0\n\n")
+        made([b"errno=0\n\n"])
         return chunks
 
     def remember(self, host: DeviceHost, sections: "Iterable[PeerChange]") -> None:

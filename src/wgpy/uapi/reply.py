@@ -91,6 +91,11 @@ class PeerTable:
                                              for prefix in allowed_ips))
         self.protocol_versions.append(protocol_version)
 
+    def extend(self, other: "PeerTable") -> None:
+        """`other`'s peers after these."""
+        for column in self.__slots__:
+            getattr(self, column).extend(getattr(other, column))
+
     @classmethod
     def of(cls, records: "list[PeerState]") -> "PeerTable":
         table = cls()
@@ -158,11 +163,71 @@ def read_reply(iface: str, text: str) -> tuple[DeviceState, int | None]:
     """The device and the reply's errno (None when it has no `errno=` line). Raises
     UapiFormatError for a reply `wg` would refuse with EPROTO, EndpointUnreachable for one
     it would refuse with ENETUNREACH (whichever bad line comes first)."""
-    device = DeviceState(iface)
-    if _read_regular(device, text):
-        return device, 0
-    device = DeviceState(iface)
-    return device, _read_lines(device, text)
+    reader = ReplyReader(DeviceState(iface))
+    reader.feed(text)
+    return reader.result()
+
+
+class ReplyReader:
+    """A reply read as it arrives: `feed` it each piece of text, then ask for the `result`.
+
+    A reply in the regular layout is read a run of whole peers at a time (those before the
+    last `public_key=` line so far), so that reading a big reply overlaps the device's
+    writing of it (wgpyd writes each 1,000 peers as it makes them). Any other reply is read
+    line by line once it is whole; so is one that turns out not to be regular halfway."""
+
+    def __init__(self, device: DeviceState) -> None:
+        self.device = device
+        self._pieces: list[str] = []
+        self._unread = ""  # after the last whole peer read
+        self._regular = True
+        self._header_read = False
+
+    def feed(self, text: str) -> None:
+        self._pieces.append(text)
+        if not self._regular:
+            return
+        unread = self._unread + text
+        cut = unread.rfind("\npublic_key=") + 1  # the peers before it are whole
+        if cut:
+            self._regular = self._read(unread[:cut])
+        self._unread = unread[cut:]
+
+    def result(self) -> tuple[DeviceState, int | None]:
+        """The device and the errno, as read_reply gives them (and raises)."""
+        if self.read_regular_end():
+            return self.device, 0
+        device = DeviceState(self.device.name)
+        return device, _read_lines(device, "".join(self._pieces))
+
+    def read_regular_end(self) -> bool:
+        """Read the rest of a whole reply in the regular layout (the peers not read yet, then
+        `errno=0` and the blank line, the end of the text); False if it is not one."""
+        unread = self._unread
+        end = len(unread) - len(_TRAILER)
+        return (self._regular and end >= 0 and unread.startswith(_TRAILER, end)
+                and self._read(unread[:end]))
+
+    def _read(self, text: str) -> bool:
+        """Read whole peers (after the header, the first time) into the table; False for
+        text that is not in the regular layout."""
+        if not self._header_read:
+            self._header_read = True
+            header = _HEADER.match(text)
+            assert header is not None  # every part is optional
+            private_key, listen_port, fwmark = header.groups()
+            if private_key is not None:
+                self.device.private_key = bytes.fromhex(private_key)
+            if listen_port is not None:
+                self.device.listen_port = int(listen_port)
+            if fwmark is not None:
+                self.device.fwmark = int(fwmark)
+            text = text[header.end():]
+        peers = _regular_peers(text)
+        if peers is None:
+            return False
+        self.device.table.extend(peers)
+        return True
 
 
 # ---------------------------------------------------------------------- the regular layout
@@ -205,37 +270,31 @@ _TRAILER = "errno=0\n\n"
 
 
 def _read_regular(device: DeviceState, text: str) -> bool:
-    """Read a reply in wireguard-go's layout into `device`; False (with `device` partly
+    """Read a whole reply in wireguard-go's layout into `device`; False (with `device` partly
     filled: discard it) for any other reply, which `_read_lines` must read."""
-    header = _HEADER.match(text)
-    assert header is not None  # every part is optional
-    private_key, listen_port, fwmark = header.groups()
-    if private_key is not None:
-        device.private_key = bytes.fromhex(private_key)
-    if listen_port is not None:
-        device.listen_port = int(listen_port)
-    if fwmark is not None:
-        device.fwmark = int(fwmark)
-    end = len(text) - len(_TRAILER)
-    if end < header.end() or not text.startswith(_TRAILER, end):
-        return False
-    body = text[header.end():end]
-    parts = _PEER.split(body)
+    reader = ReplyReader(device)
+    reader.feed(text)
+    return reader.read_regular_end()
+
+
+def _regular_peers(text: str) -> PeerTable | None:
+    """Whole peers in the regular layout (nothing else) as a table; None for other text."""
+    parts = _PEER.split(text)
     if any(parts[::_STRIDE]):  # text no peer's pattern took
-        return False
-    table = device.table
+        return None
+    table = PeerTable()
     for offset, column in enumerate(_COLUMNS, start=1):
         if column is not None:
             setattr(table, column, parts[offset::_STRIDE])
     table.protocol_versions = ["1"] * len(table.public_keys)
     try:
-        _canonical_ipv6(table, parts[_ENDPOINT_HOST6 + 1::_STRIDE], body)
+        _canonical_ipv6(table, parts[_ENDPOINT_HOST6 + 1::_STRIDE])
     except (OSError, ValueError):  # an IPv6 address inet_pton refuses
-        return False
-    return True
+        return None
+    return table
 
 
-def _canonical_ipv6(table: PeerTable, endpoint_hosts: list[str | None], body: str) -> None:
+def _canonical_ipv6(table: PeerTable, endpoint_hosts: list[str | None]) -> None:
     """IPv6 addresses through inet_pton and inet_ntop all at once (map: no Python code per
     address), and put in as inet_ntop prints them where the device's text differs (it
     nearly never does). Raises OSError or ValueError for one inet_pton refuses."""

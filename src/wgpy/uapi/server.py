@@ -345,9 +345,10 @@ class UapiServer:
             if isinstance(request, Close):
                 self._drop(client)
                 return
-            if isinstance(request, Get):
-                self._send(client, self._get_drops() if request.drops else self._get(),
-                           keep_open=True)
+            if isinstance(request, Get) and not request.drops:
+                self._send_get(client)
+            elif isinstance(request, Get):
+                self._send(client, self._get_drops(), keep_open=True)
             elif isinstance(request, Set):
                 self._send(client, self._apply(request.request), keep_open=True)
             else:
@@ -363,12 +364,51 @@ class UapiServer:
                 self._guarded(client, self._serve_requests)
 
     def _send(self, client: _Client, chunks: list[bytes], keep_open: bool) -> None:
-        """Write a reply given in chunks (a big `get` comes in many), each chunk freed once
-        written."""
+        """Write a reply given in chunks, each chunk freed once written."""
         rest = deque(chunk for chunk in chunks if chunk)
         client.reply = memoryview(rest.popleft() if rest else b"")
         client.rest = rest if rest else _NO_MORE
         client.keep_open = keep_open
+        self._finish_sending(client)
+
+    def _send_get(self, client: _Client) -> None:
+        """`get=1`, from text kept between gets (GetFormatter), in chunks of one data-plane
+        turn each. Each chunk is written as soon as it is made, as much of it as the socket
+        takes at once (the rest is queued as any reply's), so that the client reads the
+        first peers while the data plane makes the next: `wgpy show` reads a big reply as it
+        arrives. The reply is still made whole in this call: no other request is served
+        between its turns."""
+        client.reply, client.rest, client.keep_open = _NO_REPLY, deque(), True
+
+        def emit(chunk: bytes) -> None:
+            if chunk:
+                client.rest.append(chunk)
+                self._write_now(client)
+
+        host, formatter = self.host, self._get_formatter
+
+        def make() -> list[bytes]:
+            formatter.reply(host, emit)
+            return []
+
+        for refusal in self._run(make):  # an errno reply if making it failed
+            emit(refusal)
+        if not client.reply and client.rest:
+            client.reply = memoryview(client.rest.popleft())
+        self._finish_sending(client)
+
+    @staticmethod
+    def _write_now(client: _Client) -> None:
+        """Write what the socket takes now of the queued reply, without waiting."""
+        try:
+            while client.reply or client.rest:
+                if not client.reply:
+                    client.reply = memoryview(client.rest.popleft())
+                client.reply = client.reply[client.sock.send(client.reply):]
+        except OSError:  # full: the rest waits; gone: the reply's last flush finds it so
+            pass
+
+    def _finish_sending(self, client: _Client) -> None:
         if not self._flush(client) and client.open:
             # The client is slow to read: it has request_timeout from now to take the rest.
             self._idle.pop(client, None)
@@ -433,11 +473,6 @@ class UapiServer:
             self._resume_accepting()
 
     # ------------------------------------------------------------------ operations
-
-    def _get(self) -> list[bytes]:
-        """`get=1`, from text kept between gets (GetFormatter), in chunks."""
-        host, formatter = self.host, self._get_formatter
-        return self._run(lambda: formatter.reply(host))
 
     def _get_drops(self) -> list[bytes]:
         """wgpyd's own `wgpy_get=1`."""
