@@ -21,7 +21,7 @@ from wgpy.core.keys import generate_private_key
 from wgpy.inmemory import ipv4_packet
 from wgpy.io.linkwatch import LinkEvents
 from wgpy.io.loop import Tunnel
-from wgpy.io.tun import Tun
+from wgpy.io.tun import InterfaceGone, Tun
 from wgpy.io.udp import UdpSocket
 
 pytestmark = pytest.mark.root
@@ -69,6 +69,25 @@ def test_an_exception_in_a_batch_is_counted_and_the_loop_goes_on(root_netns):
         assert seen == [b"\x09first", b"\x09second"]
         assert tunnel.internal_errors == tunnel.io_drops()["internal_error"] == 1
         assert tunnel.device.drops["bad_type"] == 1  # the second went through the real core
+
+
+def test_the_interface_gone_while_a_datagram_is_handled_ends_the_loop(root_netns):
+    """InterfaceGone met while the listening socket's datagrams are handled (a packet for a
+    TUN that is no more) ends the loop as it does anywhere else: it is not a bug to count."""
+    device = Device()
+
+    def gone(datagram, source, now, context=None):
+        raise InterfaceGone("wgpyl-test")
+
+    device.decrypt = gone  # type: ignore[method-assign]
+    with running(device) as tunnel:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"\x09datagram", ("127.0.0.1", tunnel.listen_port()))
+        deadline = time.monotonic() + 5
+        while tunnel.udp is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tunnel.udp is None  # the loop has finished (and closed its sockets)
+        assert tunnel.internal_errors == 0
 
 
 def test_a_datagram_right_after_link_up_is_not_lost(root_netns, monkeypatch):

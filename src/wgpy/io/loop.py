@@ -234,17 +234,17 @@ class Tunnel:
                             udp.route_changed()
                     except InterfaceGone:
                         raise
-                    except Exception:  # a bug must cost a batch, not the interface
-                        self.internal_errors += 1
-                        log.exception("internal error in the data loop; batch dropped")
+                    except Exception:
+                        self._batch_failed()
                 if listening and udp is self.udp and udp is not None:
                     try:
                         share = LISTEN_SHARE if busy and by_fd else BATCH
                         if self._drain_udp(udp, now, share):
                             last_traffic = now
+                    except InterfaceGone:  # a packet for the TUN found it gone
+                        raise
                     except Exception:
-                        self.internal_errors += 1
-                        log.exception("internal error in the data loop; batch dropped")
+                        self._batch_failed()
                 if self.device.handshakes:
                     self._run_handshakes()
                 deadline = self.device.next_deadline()
@@ -266,6 +266,11 @@ class Tunnel:
         self.tun.waiting()
         if self.udp is not None:
             self.udp.waiting()
+
+    def _batch_failed(self) -> None:
+        """A bug must cost a batch, not the interface: count it, log it, go on."""
+        self.internal_errors += 1
+        log.exception("internal error in the data loop; batch dropped")
 
     def _finish(self) -> None:
         with self._calls_lock:
