@@ -10,6 +10,7 @@ from conftest import require
 from wgpy.cli.reasons import REASONS
 from wgpy.cli.serve import parse_listen, status_page
 from wgpy.core.drops import new_counters
+from wgpy.core.keys import key_to_base64
 
 IO_DROPS = ("tun_bad_vnet_header", "tun_write_failed", "udp_send_failed", "internal_error")
 
@@ -45,26 +46,24 @@ def test_parse_listen_refuses(text):
         parse_listen(text)
 
 
-def test_metric_families(prometheus, monkeypatch):
+def test_metric_families(prometheus):
     from prometheus_client.parser import text_string_to_metric_families
 
     from wgpy.cli import metrics
+    from wgpy.cli.jsonview import LiveInterface
+    from wgpy.uapi.reply import DeviceState
 
-    doc = {"schema": 1, "interfaces": [
-        {"name": "wg0", "public_key": "A", "has_private_key": True, "listen_port": 1,
-         "fwmark": None, "drops": {"replayed": 4},
-         "peers": [{"public_key": "P=", "name": "phone", "has_preshared_key": False,
-                    "endpoint": "192.0.2.1:51820", "allowed_ips": ["10.0.0.2/32", "fd::2/128"],
-                    "latest_handshake": 1700000000, "transfer_rx": 10, "transfer_tx": 20,
-                    "persistent_keepalive": None}]},
-        {"name": "wg1", "public_key": "B", "has_private_key": True, "listen_port": 2,
-         "fwmark": None, "drops": None, "peers": []}]}
-    monkeypatch.setattr(metrics, "collect", lambda names: (doc, []))
-    text = metrics.render(metrics.registry_for(lambda: ["wg0", "wg1"])).decode()
+    key = bytes(range(32))
+    wg0, wg1 = DeviceState("wg0"), DeviceState("wg1")
+    wg0.table.append(key.hex(), ["10.0.0.2/32", "fd::2/128"], endpoint="192.0.2.1:51820",
+                     last_handshake_sec="1700000000", rx_bytes="10", tx_bytes="20")
+    text = metrics.exposition([LiveInterface(wg0, {key: "phone"}, {"replayed": 4}, {}, None),
+                               LiveInterface(wg1, {}, None, {}, None)]).decode()
+    encoded = key_to_base64(key)
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
     labels = (("allowed_ips", "10.0.0.2/32,fd::2/128"), ("friendly_name", "phone"),
-              ("interface", "wg0"), ("public_key", "P="))
+              ("interface", "wg0"), ("public_key", encoded))
     assert samples[("wireguard_sent_bytes_total", labels)] == 20
     assert samples[("wireguard_received_bytes_total", labels)] == 10
     assert samples[("wireguard_latest_handshake_seconds", labels)] == 1700000000

@@ -14,7 +14,7 @@ import pytest
 from wgpy.cli.directpaths import DIRECT, RELAYED, Link
 from wgpy.cli.jsonview import (
     SCHEMA_VERSION,
-    configured_allowed_ips,
+    configured_first_prefixes,
     document,
     interface_document,
 )
@@ -22,6 +22,8 @@ from wgpy.config.model import AllowedIP, DeviceConfig, Endpoint, PeerConfig
 from wgpy.config.names import peer_names
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
+from wgpy.uapi.records import PeerState
+from wgpy.uapi.reply import DeviceState
 
 from netlab import Namespace, start_wgpyd, start_wireguard_go, unique_name
 
@@ -38,6 +40,20 @@ PEER_KEYS = {"public_key": str, "name": (str, type(None)), "has_preshared_key": 
 def keypair() -> tuple[str, str]:
     private = generate_private_key(os.urandom)
     return key_to_base64(private), key_to_base64(public_key(private))
+
+
+def state_of(device: DeviceConfig) -> DeviceState:
+    """The `get` reply's reading (uapi.reply) of a device configured as `device` is."""
+    state = DeviceState(device.name)
+    state.private_key, state.listen_port, state.fwmark = (device.private_key,
+                                                          device.listen_port, device.fwmark)
+    state.peers = [PeerState(
+        peer.public_key, [str(allowed) for allowed in peer.allowed_ips], peer.preshared_key,
+        None if peer.endpoint is None else str(peer.endpoint), str(peer.last_handshake_sec),
+        str(peer.last_handshake_nsec), str(peer.tx_bytes), str(peer.rx_bytes),
+        None if peer.persistent_keepalive is None else str(peer.persistent_keepalive), "1")
+        for peer in device.peers]
+    return state
 
 
 def check_schema(doc: dict) -> None:
@@ -75,7 +91,7 @@ def test_document_schema_and_no_secrets():
                               endpoint=Endpoint("192.0.2.1", 51820), persistent_keepalive=25,
                               allowed_ips=[AllowedIP(ipaddress.ip_address("10.0.0.2"), 32)],
                               last_handshake_sec=1700000000, rx_bytes=10, tx_bytes=20)])
-    doc = document([interface_document(device, {peer_key: "phone"}, {"replayed": 3})])
+    doc = document([interface_document(state_of(device), {peer_key: "phone"}, {"replayed": 3})])
     check_schema(doc)
     peer = doc["interfaces"][0]["peers"][0]
     assert peer == {"public_key": key_to_base64(peer_key), "name": "phone",
@@ -106,7 +122,8 @@ def test_path_says_direct_relayed_or_unrouted():
         PeerConfig(public_key=lost)])
     file = (f"[Peer]\nPublicKey = {key_to_base64(hub)}\nAllowedIPs = 10.0.0.0/24\n"
             f"[Peer]\nPublicKey = {key_to_base64(moved)}\nAllowedIPs = 10.0.0.3/32, fd::3/128\n")
-    doc = document([interface_document(device, {}, None, configured_allowed_ips(file))])
+    doc = document([interface_document(state_of(device), {}, None,
+                                       configured_first_prefixes(file))])
     check_schema(doc)
     paths = [(peer["path"], peer["via"]) for peer in doc["interfaces"][0]["peers"]]
     assert paths == [("direct", None), ("direct", None), ("relayed", key_to_base64(hub)),
@@ -126,7 +143,7 @@ def test_path_since_comes_from_the_punch_agents_links():
                    allowed_ips=[AllowedIP(ipaddress.ip_address("10.0.0.4"), 32)])])
     links = {relayed: Link(relayed, ["10.0.0.3/32"], RELAYED, since=1700000000.5),
              direct: Link(direct, ["10.0.0.4/32"], DIRECT, since=1700000100.0)}
-    doc = document([interface_document(device, {}, None, {}, links)])
+    doc = document([interface_document(state_of(device), {}, None, {}, links)])
     check_schema(doc)
     paths = [(peer["path"], peer["via"], peer["path_since"])
              for peer in doc["interfaces"][0]["peers"]]
@@ -137,7 +154,7 @@ def test_path_since_comes_from_the_punch_agents_links():
     gone = public_key(generate_private_key(os.urandom))
     links[gone] = Link(gone, ["10.0.0.5/32"], RELAYED, since=1700000200.0,
                        retry_at=1700000300.0, name="c")
-    doc = document([interface_document(device, {}, None, {}, links)])
+    doc = document([interface_document(state_of(device), {}, None, {}, links)])
     check_schema(doc)
     punch = {entry["public_key"]: entry for entry in doc["interfaces"][0]["punch"]}
     assert punch[key_to_base64(gone)] == {

@@ -34,131 +34,152 @@ Keys are never printed in full secret form: private and preshared keys only say 
 are set, as `wg show` says "(hidden)".
 """
 
+import binascii
 import contextlib
 import ipaddress
-from typing import Any
+from typing import Any, NamedTuple
 
 from wgpy.cli.directpaths import RELAYED, Link
 from wgpy.cli.pathstate import load_links
-from wgpy.cli.route import routing_table
-from wgpy.config.model import AllowedIP, DeviceConfig, PeerConfig
+from wgpy.cli.route import allowed_key, packed_network, prefix_key, state_routing_table
+from wgpy.config.model import AllowedIP
 from wgpy.config.names import interface_peer_names, remembered_config_file
 from wgpy.config.parser import classify
 from wgpy.config.values import ConfigError, parse_allowed_ips
 from wgpy.core.keys import KeyFormatError, key_from_base64, key_to_base64
-from wgpy.uapi.client import get_device, get_drops
+from wgpy.uapi.client import get_drops, get_state
+from wgpy.uapi.reply import ZERO_KEY_HEX, DeviceState, joined
 
 SCHEMA_VERSION = 3
 
 
-def configured_allowed_ips(text: str) -> dict[bytes, list[AllowedIP]]:
-    """Public key -> AllowedIPs as a wg or wg-quick file gives them (nothing resolved: a
-    JSON view must not wait on DNS for Endpoint names); unreadable entries are skipped."""
-    found: dict[bytes, list[AllowedIP]] = {}
+def configured_first_prefixes(text: str) -> dict[bytes, AllowedIP | None]:
+    """Public key -> the first AllowedIPs entry a wg or wg-quick file gives it (None: none),
+    what `path` routes by (nothing resolved: a JSON view must not wait on DNS for Endpoint
+    names). An unreadable AllowedIPs line is skipped, and so is every line after the first
+    one that gives an entry: only the first entry is used."""
+    found: dict[bytes, AllowedIP | None] = {}
     key: bytes | None = None
-    allowed: list[AllowedIP] = []
+    first: AllowedIP | None = None
     for line in [*classify(text, quick=True), None]:
         if line is None or line.kind in ("interface", "peer"):
             if key is not None:
-                found[key] = allowed
-            key, allowed = None, []
+                found[key] = first
+            key, first = None, None
         elif line.kind == "wg" and line.key.lower() == "publickey":
             with contextlib.suppress(KeyFormatError):
                 key = key_from_base64(line.value)
-        elif line.kind == "wg" and line.key.lower() == "allowedips":
+        elif first is None and line.kind == "wg" and line.key.lower() == "allowedips":
             with contextlib.suppress(ConfigError):
-                allowed.extend(parse_allowed_ips(line.value))
+                first = next(iter(parse_allowed_ips(line.value)), None)
     return found
 
 
-def _read_configured(path: str | None) -> dict[bytes, list[AllowedIP]]:
+def _read_configured(path: str | None) -> dict[bytes, AllowedIP | None]:
     if path is None:
         return {}
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            return configured_allowed_ips(handle.read())
+            return configured_first_prefixes(handle.read())
     except OSError:
         return {}
 
 
-def _paths(device: DeviceConfig, configured: dict[bytes, list[AllowedIP]],
-           links: dict[bytes, Link]) -> list[tuple[str, str | None]]:
-    """(path, via) per peer of `device` (module docstring)."""
-    table = routing_table(device)
+def _link_network(link: Link) -> bytes | None:
+    """The first address of a link's first prefix, packed (None: it records none)."""
+    if not link.prefixes:
+        return None
+    return ipaddress.ip_network(link.prefixes[0]).network_address.packed
+
+
+def _paths(state: DeviceState, keys: list[bytes], encoded: list[str],
+           configured: dict[bytes, AllowedIP | None],
+           links: dict[bytes, Link]) -> tuple[list[tuple[str, str | None]], list[dict[str, Any]]]:
+    """(path, via) per peer of `state` (module docstring), and the spokes `wgpy punch`
+    manages, routed by the live table (built once for both). `keys` and `encoded` are the
+    peers' public keys, raw and in base64."""
+    table = state_routing_table(state.table)
+    lookup = table.lookup
     answers: list[tuple[str, str | None]] = []
-    for index, peer in enumerate(device.peers):
-        link = links.get(peer.public_key)
-        prefixes = configured.get(peer.public_key) or (
-            [AllowedIP(n.network_address, n.prefixlen)
-             for n in map(ipaddress.ip_network, link.prefixes)] if link is not None else []
-        ) or peer.allowed_ips
-        owner = table.lookup(prefixes[0].network.network_address.packed) if prefixes else None
+    for index, (key, lines) in enumerate(zip(keys, state.table.allowed_ip_lines,
+                                             strict=True)):
+        chosen = configured.get(key)
+        link = links.get(key)
+        if chosen is not None:
+            address: bytes | None = packed_network(allowed_key(chosen))
+        elif link is not None and link.prefixes:
+            address = _link_network(link)
+        elif lines:
+            address = packed_network(prefix_key(lines[11:lines.index("\n")]))
+        else:
+            address = None
+        owner = lookup(address) if address is not None else None
         if owner is None:
             answers.append(("unrouted", None))
-        elif owner[0] == index:
+        elif owner == index:
             answers.append(("direct", None))
         else:
-            answers.append(("relayed", key_to_base64(device.peers[owner[0]].public_key)))
-    return answers
-
-
-def _punch(device: DeviceConfig, links: dict[bytes, Link]) -> list[dict[str, Any]]:
-    """The spokes `wgpy punch` manages (module docstring), routed by the live table."""
-    table = routing_table(device)
-    found = []
+            answers.append(("relayed", encoded[owner]))
+    punch = []
     for key, link in links.items():
-        owner = table.lookup(ipaddress.ip_network(link.prefixes[0]).network_address.packed) \
-            if link.prefixes else None
-        owner_key = device.peers[owner[0]].public_key if owner is not None else None
+        address = _link_network(link)
+        owner = lookup(address) if address is not None else None
+        owner_key = keys[owner] if owner is not None else None
         path = "unrouted" if owner_key is None else "direct" if owner_key == key else "relayed"
         waiting = link.path == RELAYED and link.probe_started is None
-        found.append({"public_key": key_to_base64(key), "name": link.name, "path": path,
-                      "via": key_to_base64(owner_key) if path == "relayed" and owner_key
+        punch.append({"public_key": key_to_base64(key), "name": link.name, "path": path,
+                      "via": encoded[owner] if path == "relayed" and owner is not None
                       else None,
                       "path_since": link.since, "prefixes": list(link.prefixes),
                       "trying_since": link.probe_started,
                       "next_attempt": link.retry_at if waiting else None})
-    return found
+    return answers, punch
 
 
-def _peer(peer: PeerConfig, names: dict[bytes, str],
-          path: tuple[str, str | None], link: Link | None) -> dict[str, Any]:
-    return {
-        "public_key": key_to_base64(peer.public_key),
-        "name": names.get(peer.public_key),
-        "has_preshared_key": bool(peer.preshared_key and any(peer.preshared_key)),
-        "endpoint": str(peer.endpoint) if peer.endpoint is not None else None,
-        "allowed_ips": [str(allowed) for allowed in peer.allowed_ips],
-        "latest_handshake": peer.last_handshake_sec,
-        "transfer_rx": peer.rx_bytes,
-        "transfer_tx": peer.tx_bytes,
-        "persistent_keepalive": peer.persistent_keepalive or None,
-        "path": path[0],
-        "via": path[1],
-        "path_since": link.since if link is not None else None,
-    }
-
-
-def interface_document(device: DeviceConfig, names: dict[bytes, str],
+def interface_document(state: DeviceState, names: dict[bytes, str],
                        drops: dict[str, int] | None,
-                       configured: dict[bytes, list[AllowedIP]] | None = None,
+                       configured: dict[bytes, AllowedIP | None] | None = None,
                        links: dict[bytes, Link] | None = None) -> dict[str, Any]:
-    """One interface of the document; `names` from config.names, `drops` None when the
-    device keeps no drop counters (wireguard-go), `configured` the AllowedIPs its file
-    gives each peer (configured_allowed_ips), `links` what `wgpy punch` manages."""
+    """One interface of the document, made from the columns of its `get` reply (what
+    get_state reads: no object per prefix); `names` from config.names, `drops` None when
+    the device keeps no drop counters (wireguard-go), `configured` the first AllowedIPs
+    entry its file gives each peer (configured_first_prefixes), `links` what `wgpy punch`
+    manages."""
     links = links or {}
-    paths = _paths(device, configured or {}, links)
-    names = {**{key: link.name for key, link in links.items() if link.name}, **names}
+    peers = state.table
+    keys = [bytes.fromhex(key) for key in peers.public_keys]
+    encoded = [binascii.b2a_base64(key, newline=False).decode("ascii") for key in keys]
+    paths, punch = _paths(state, keys, encoded, configured or {}, links)
+    names = all_names(names, links)
+    since = {key: link.since for key, link in links.items()}
+    documents = [
+        {"public_key": public,
+         "name": names.get(key),
+         "has_preshared_key": preshared != ZERO_KEY_HEX,
+         "endpoint": endpoint,
+         "allowed_ips": joined(lines, "\n").split("\n") if lines else [],
+         "latest_handshake": int(handshake),
+         "transfer_rx": int(rx),
+         "transfer_tx": int(tx),
+         "persistent_keepalive": int(keepalive) or None if keepalive is not None else None,
+         "path": path,
+         "via": via,
+         "path_since": since.get(key)}
+        for key, public, preshared, endpoint, lines, handshake, rx, tx, keepalive, (path, via)
+        in zip(keys, encoded, peers.preshared_keys, peers.endpoints, peers.allowed_ip_lines,
+               peers.last_handshake_secs, peers.rx_bytes, peers.tx_bytes, peers.keepalives,
+               paths, strict=True)]
+    private_key = state.private_key
+    public_key = state.public_key()
     return {
-        "name": device.name,
-        "public_key": key_to_base64(device.public_key) if device.public_key else None,
-        "has_private_key": bool(device.private_key and any(device.private_key)),
-        "listen_port": device.listen_port,
-        "fwmark": device.fwmark or None,
+        "name": state.name,
+        "public_key": key_to_base64(public_key) if public_key else None,
+        "has_private_key": bool(private_key and any(private_key)),
+        "listen_port": state.listen_port,
+        "fwmark": state.fwmark or None,
         "drops": drops,
-        "peers": [_peer(peer, names, path, links.get(peer.public_key))
-                  for peer, path in zip(device.peers, paths, strict=True)],
-        "punch": _punch(device, links),
+        "peers": documents,
+        "punch": punch,
     }
 
 
@@ -166,15 +187,26 @@ def document(interfaces: list[dict[str, Any]]) -> dict[str, Any]:
     return {"schema": SCHEMA_VERSION, "interfaces": interfaces}
 
 
-def collect(names: list[str], config_file: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The document for the interfaces `names` (read live over UAPI), and an error line for
-    each interface that could not be read (it is left out, as `wg show all` skips it).
-    `config_file` gives the peers' names when there is one interface."""
+class LiveInterface(NamedTuple):
+    """One interface as read for a document or a scrape."""
+
+    state: DeviceState  # its `get` reply
+    names: dict[bytes, str]  # peer names from its file (config.names)
+    drops: dict[str, int] | None  # None: not wgpyd
+    links: dict[bytes, Link]  # what `wgpy punch` manages on it
+    config_file: str | None  # the file given, or the one wgpy-quick remembered
+
+
+def read_interfaces(names: list[str], config_file: str | None = None
+                    ) -> tuple[list[LiveInterface], list[str]]:
+    """The interfaces `names`, read live over UAPI, and an error line for each interface
+    that could not be read (it is left out, as `wg show all` skips it). `config_file` gives
+    the peers' names when there is one interface."""
     interfaces = []
     errors = []
     for name in names:
         try:
-            device = get_device(name)
+            state = get_state(name)
         except OSError as exc:
             errors.append(f"Unable to access interface {name}: {exc.strerror or exc}")
             continue
@@ -182,8 +214,21 @@ def collect(names: list[str], config_file: str | None = None) -> tuple[dict[str,
             drops: dict[str, int] | None = get_drops(name)
         except OSError:  # not wgpyd (NoDropCountersError), or gone since the get
             drops = None
-        path = config_file or remembered_config_file(name)
-        interfaces.append(interface_document(device, interface_peer_names(name, config_file),
-                                             drops, _read_configured(path),
-                                             load_links(name)[1]))
-    return document(interfaces), errors
+        interfaces.append(LiveInterface(
+            state, interface_peer_names(name, config_file), drops, load_links(name)[1],
+            config_file or remembered_config_file(name)))
+    return interfaces, errors
+
+
+def all_names(names: dict[bytes, str], links: dict[bytes, Link]) -> dict[bytes, str]:
+    """Peer names: the file's, else the name `wgpy punch` keeps for the spoke."""
+    return {**{key: link.name for key, link in links.items() if link.name}, **names}
+
+
+def collect(names: list[str], config_file: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The document for the interfaces `names` (read_interfaces), and the error lines."""
+    interfaces, errors = read_interfaces(names, config_file)
+    return document([
+        interface_document(live.state, live.names, live.drops,
+                           _read_configured(live.config_file), live.links)
+        for live in interfaces]), errors

@@ -246,9 +246,8 @@ def _show_all(command: str, field: str | None) -> int:
 def cmd_show_json(command: str, args: list[str]) -> int:
     """`wgpy show [IFACE|all|interfaces] --json [--config FILE]`: one JSON document
     (cli/jsonview.py has the schema); peer names from FILE or the file wgpy-quick used."""
-    import json
-
     from wgpy.cli import jsonview
+    from wgpy.cli.jsontext import dumps_indented
 
     _route_config_notices()
     config_file = None
@@ -271,7 +270,7 @@ def cmd_show_json(command: str, args: list[str]) -> int:
         print(error, file=sys.stderr)
     if errors and not result["interfaces"] and len(names) == 1:
         return 1
-    print(json.dumps(result, indent=2))
+    print(dumps_indented(result))
     return 0
 
 

@@ -10,15 +10,17 @@ from.
 
 import ipaddress
 import os
+import socket
 import sys
 from dataclasses import dataclass
 
-from wgpy.config.model import DeviceConfig, PeerConfig
+from wgpy.config.model import AllowedIP, DeviceConfig, PeerConfig
 from wgpy.config.parser import read_config
 from wgpy.config.values import ConfigError
 from wgpy.core.allowedips import AllowedIPs
 from wgpy.core.keys import key_to_base64
 from wgpy.uapi.client import get_device
+from wgpy.uapi.reply import PeerTable, joined
 
 USAGE = "Usage: {prog} route <interface | config file> <ip address>..."
 
@@ -39,14 +41,56 @@ class Route:
         return text + f", endpoint {self.peer.endpoint}"
 
 
-def routing_table(device: DeviceConfig) -> AllowedIPs[tuple[int, str]]:
-    """The AllowedIPs trie of `device`; each prefix owned by (index into device.peers, the
-    prefix as the peer gave it). Filled in order, so a prefix given twice ends with the later
-    peer, as wg set/setconf leave it."""
-    table: AllowedIPs[tuple[int, str]] = AllowedIPs()
+PrefixKey = tuple[int, int, int]  # (IP version, network as an int, length): AllowedIPs' key
+
+
+def prefix_key(text: str) -> PrefixKey:
+    """The table key of a prefix as `wg` prints it ("10.1.2.3/8": host bits cleared). Text to
+    ints through inet_pton, without an ipaddress object: a 10,000-peer hub has 30,000
+    prefixes, and its `wgpy show --json` builds the table on every run."""
+    address, _, cidr = text.partition("/")
+    length = int(cidr)
+    if ":" in address:
+        shift = 128 - length
+        return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, address)) >> shift << shift, \
+            length
+    shift = 32 - length
+    return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address)) >> shift << shift, length
+
+
+def allowed_key(allowed: AllowedIP) -> PrefixKey:
+    """The table key of a config model entry (AllowedIP.network's, without making it)."""
+    version = allowed.address.version
+    shift = (32 if version == 4 else 128) - allowed.cidr
+    return version, int(allowed.address) >> shift << shift, allowed.cidr
+
+
+def packed_network(key: PrefixKey) -> bytes:
+    """The prefix's first address, packed: what AllowedIPs.lookup takes."""
+    version, network, _ = key
+    return network.to_bytes(4 if version == 4 else 16)
+
+
+def routing_table(device: DeviceConfig) -> AllowedIPs[tuple[int, int]]:
+    """The AllowedIPs trie of `device`; each prefix owned by (index into device.peers, index
+    into that peer's allowed_ips). Filled in order, so a prefix given twice ends with the
+    later peer, as wg set/setconf leave it."""
+    table: AllowedIPs[tuple[int, int]] = AllowedIPs()
     for index, peer in enumerate(device.peers):
-        for allowed in peer.allowed_ips:
-            table.insert(allowed.network, (index, str(allowed.network)))
+        for position, allowed in enumerate(peer.allowed_ips):
+            table.insert(allowed_key(allowed), (index, position))
+    return table
+
+
+def state_routing_table(peers: PeerTable) -> AllowedIPs[int]:
+    """routing_table for the peers of a `get` reply (uapi.reply's text columns), each prefix
+    owned by its peer's index: what `wgpy show --json` routes with."""
+    table: AllowedIPs[int] = AllowedIPs()
+    insert = table.insert
+    for index, lines in enumerate(peers.allowed_ip_lines):
+        if lines:
+            for text in joined(lines, "\n").split("\n"):
+                insert(prefix_key(text), index)
     return table
 
 
@@ -60,7 +104,8 @@ def routes(device: DeviceConfig, addresses: list[str]) -> list[Route]:
         if owner is None:
             answers.append(Route(str(address), None, None))
         else:
-            answers.append(Route(str(address), device.peers[owner[0]], owner[1]))
+            peer = device.peers[owner[0]]
+            answers.append(Route(str(address), peer, str(peer.allowed_ips[owner[1]].network)))
     return answers
 
 

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 
 from wgpy.cli.jsonview import collect
+from wgpy.cli.metrics import scrape
 from wgpy.cli.reasons import REASONS
 from wgpy.config.values import split_endpoint, unsigned
 from wgpy.core.peer import Endpoint
@@ -38,9 +39,6 @@ def status_page() -> bytes:
 
 
 def make_handler(names: Callable[[], list[str]]) -> type[BaseHTTPRequestHandler]:
-    from wgpy.cli import metrics  # prometheus-client is optional: only `serve` needs it
-
-    registry = metrics.registry_for(names)
     page = status_page()
 
     class Handler(BaseHTTPRequestHandler):
@@ -51,7 +49,7 @@ def make_handler(names: Callable[[], list[str]]) -> type[BaseHTTPRequestHandler]
             if path == "/":
                 self._send(200, "text/html; charset=utf-8", page)
             elif path == "/metrics":
-                self._send(200, METRICS_TYPE, metrics.render(registry))
+                self._send(200, METRICS_TYPE, scrape(names))
             elif path == "/json":
                 doc, _ = collect(names())
                 self._send(200, JSON_TYPE, json.dumps(doc).encode())
@@ -83,8 +81,8 @@ def parse_listen(text: str) -> Endpoint:
 
 
 def make_server(listen: Endpoint, interfaces: list[str]) -> ThreadingHTTPServer:
-    """The server for `interfaces` (none: every interface at each request); ImportError
-    without prometheus-client, OSError when the address cannot be bound."""
+    """The server for `interfaces` (none: every interface at each request); OSError when
+    the address cannot be bound."""
     def names() -> list[str]:
         return interfaces or list_interfaces()
 
@@ -114,10 +112,6 @@ def cmd_serve(prog: str, args: list[str]) -> int:
         return 1
     try:
         server = make_server(listen, options.interfaces)
-    except ImportError:
-        print(f"{prog} serve: needs prometheus-client (pip install 'wgpy[web]')",
-              file=sys.stderr)
-        return 1
     except OSError as exc:
         print(f"{prog} serve: {options.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 1
