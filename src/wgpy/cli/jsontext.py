@@ -22,11 +22,11 @@ def dumps_indented(value: Any, indent: int = 2) -> str:
     return _encode(value, "\n", " " * indent, _Keys())
 
 
-class _Keys(dict[Any, str]):
-    """Each key's text (`"name": `), made once: a document repeats the same few keys for
-    every peer."""
+class _Keys(dict[str, str]):
+    """Each string key's text (`"name": `), made once: a document repeats the same few keys
+    for every peer. (Only strings: 0, False and 0.0 are one dict key, three JSON texts.)"""
 
-    def __missing__(self, key: Any) -> str:
+    def __missing__(self, key: str) -> str:
         text = self[key] = _key(key) + ": "
         return text
 
@@ -61,12 +61,13 @@ def _encode(value: Any, newline: str, step: str, keys: _Keys) -> str:
             return "{}"
         inner = newline + step
         return "{" + inner + ("," + inner).join([
-            keys[key] + (_string(item) if type(item) is str
-                         else _int(item) if type(item) is int
-                         else "null" if item is None
-                         else "true" if item is True
-                         else "false" if item is False
-                         else _encode(item, inner, step, keys))
+            (keys[key] if type(key) is str else _key(key) + ": ")
+            + (_string(item) if type(item) is str
+               else _int(item) if type(item) is int
+               else "null" if item is None
+               else "true" if item is True
+               else "false" if item is False
+               else _encode(item, inner, step, keys))
             for key, item in value.items()]) + newline + "}"
     if isinstance(value, list | tuple):
         if not value:
