@@ -6,6 +6,7 @@ test_uapi_vs_wireguard_go.py checks the same ground against the real binary.
 
 import gc
 import ipaddress
+import weakref
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -199,6 +200,43 @@ def test_a_set_of_many_peers_pays_the_full_collection_itself(host, monkeypatch):
         assert full_passes == [1, 3]
     finally:
         gc.callbacks.remove(seen)
+        gc.enable()
+
+
+def test_removed_peers_are_freed_by_their_set_which_owes_no_collection(host, monkeypatch):
+    """A set removing many peers (remove=true, or replace_peers) frees them by reference
+    counting as each turn removes them, the get text kept for them included; it pays no full
+    collection for them (a replace_peers set still does for the peers it adds)."""
+    monkeypatch.setattr(protocol, "COLLECT_AFTER_PEERS", 4)
+    monkeypatch.setattr(protocol, "SET_PEERS_PER_CALL", 3)
+    full_passes: list[int] = []
+    monkeypatch.setattr(protocol.gc, "collect", lambda: full_passes.append(host.calls))
+    formatter = GetFormatter()
+
+    def peers_set(body: str) -> list[weakref.ref]:
+        """Apply `body` (its host.calls counted from 1), then get (the formatter keeps the
+        text of every peer)."""
+        host.calls = 0
+        assert uapi_set(host, body, formatter) == 0
+        formatter.reply(host)
+        return [weakref.ref(peer) for peer in host.device.peers.values()]
+
+    def sections(numbers: range, extra: str = "") -> str:
+        return "\n".join(f"public_key={pub(n)}\nallowed_ip=10.0.{n}.0/24{extra}"
+                         for n in numbers)
+
+    old = peers_set(sections(range(1, 9)))
+    assert len(old) == 8 and full_passes == [3]
+    gc.disable()  # from here on, only reference counting frees anything
+    try:
+        new = peers_set("replace_peers=true\n" + sections(range(11, 19)))
+        assert [ref() for ref in old] == [None] * 8
+        assert full_passes == [3, 3]  # in the last of its 3 turns, for the peers it added
+        host.calls = 0
+        assert uapi_set(host, sections(range(11, 19), "\nremove=true"), formatter) == 0
+        assert [ref() for ref in new] == [None] * 8 and host.device.peers == {}
+        assert full_passes == [3, 3]  # nothing added: no collection
+    finally:
         gc.enable()
 
 

@@ -687,8 +687,8 @@ class Device:
         """Run every timer due at `now` (the rules and their expiry: timers.py)."""
         peers = self.peers
         for timers, timer in self.timers.expired(now):
-            peer = timers.owner
-            if peers.get(peer.public_key) is peer:
+            peer = peers.get(timers.public_key)
+            if peer is not None and peer.timers is timers:  # (not a removed peer's)
                 EXPIRY[timer](self, peer, now)
 
     # ------------------------------------------------------------------ control path

@@ -21,7 +21,7 @@ class Peer:
         self.handshake = Handshake(remote_static=public_key)
         self.keypairs = KeypairSlots()
         self.cookie_generator = CookieGenerator(public_key)
-        self.timers = PeerTimers(self)
+        self.timers = PeerTimers(public_key)
         self.endpoint: Endpoint | None = None
         self.persistent_keepalive_interval = 0
         # Packets waiting for a session; the oldest is dropped when full (reference rule).

@@ -79,12 +79,17 @@ _PERSISTENT_KEEPALIVE = Timer.PERSISTENT_KEEPALIVE
 
 
 class PeerTimers:
-    """One peer's deadlines (None = not pending) and the earliest heap entry for each."""
+    """One peer's deadlines (None = not pending) and the earliest heap entry for each.
 
-    __slots__ = ("deadlines", "owner", "queued")
+    It names its peer by public key, not by reference: the heap keeps a PeerTimers until its
+    entries fire, and a reference back to the Peer would make a cycle (Peer -> PeerTimers ->
+    Peer) that only Python's cyclic collector frees, and keep a removed peer alive meanwhile.
+    The device looks the key up and checks the peer still has these timers."""
 
-    def __init__(self, owner: Peer) -> None:
-        self.owner = owner
+    __slots__ = ("deadlines", "public_key", "queued")
+
+    def __init__(self, public_key: bytes) -> None:
+        self.public_key = public_key
         self.deadlines: list[float | None] = [None] * TIMER_COUNT
         self.queued: list[float | None] = [None] * TIMER_COUNT
 

@@ -111,9 +111,12 @@ class GetFormatter:
     as bytes and made again only when what they show changed: the preshared key or endpoint
     object replaced (the core replaces, never mutates them), the keepalive interval, or its
     prefixes (looked at only after AllowedIPs.generation moved). Peers gone since the last
-    `get` are forgotten by it. What is kept per peer is a plain tuple of bytes, ints and
-    tuples, which the garbage collector stops tracking: 50,000 more objects to scan would
-    lengthen every full collection, and those stop every thread.
+    `get` are forgotten by it, and the peers a set removes by that set. The text is kept by
+    public key, not by Peer: it is made only from what it is checked against, so it serves a
+    peer removed and added again as well, and it keeps no removed Peer alive (a removed peer
+    is freed by reference counting, at its removal: core/peer.py). What is kept per peer is a
+    plain tuple of bytes, ints and tuples, which the garbage collector stops tracking: 50,000
+    more objects to scan would lengthen every full collection, and those stop every thread.
 
     The peers are taken GET_PEERS_PER_CALL at a time, each turn a host.call of its own, so a
     50,000-peer `get` delays packets by milliseconds, not by the whole reply. Peers change
@@ -125,7 +128,7 @@ class GetFormatter:
     __slots__ = ("_generation", "_peers")
 
     def __init__(self) -> None:
-        self._peers: dict[Peer, _PeerText] = {}
+        self._peers: dict[bytes, _PeerText] = {}
         self._generation = -1
 
     def reply(self, host: DeviceHost,
@@ -144,7 +147,7 @@ class GetFormatter:
 
         parts: list[bytes] = []
         peers, generation = host.call(lambda: self._device_lines(host, parts))
-        kept: dict[Peer, _PeerText] = {}
+        kept: dict[bytes, _PeerText] = {}
         made(parts)
         for first in range(0, len(peers), GET_PEERS_PER_CALL):
             parts = []
@@ -160,14 +163,17 @@ class GetFormatter:
         """Make the text of the peers a set just configured; run it inside the host.call of
         the set's turn that applied `sections`, so that the first `get` after a big set finds
         their text made (it still checks every peer's prefixes, as after any change: a set
-        may take a prefix from a peer it does not name)."""
+        may take a prefix from a peer it does not name), and the text of those it removed
+        forgotten."""
         peers = host.device.peers
         keys_for_peer = host.device.allowed_ips.keys_for_peer
         kept = self._peers
         for change in sections:
             peer = peers.get(change.public_key)
             if peer is not None:
-                kept[peer] = _peer_text(peer, keys_for_peer(peer))
+                kept[change.public_key] = _peer_text(peer, keys_for_peer(peer))
+            else:
+                kept.pop(change.public_key, None)
 
     @staticmethod
     def _device_lines(host: DeviceHost, parts: list[bytes]) -> tuple[list[Peer], int]:
@@ -184,7 +190,7 @@ class GetFormatter:
         return list(device.peers.values()), device.allowed_ips.generation
 
     def _peer_lines(self, host: DeviceHost, peers: list[Peer], parts: list[bytes],
-                    kept: "dict[Peer, _PeerText]") -> None:
+                    kept: "dict[bytes, _PeerText]") -> None:
         """Each peer's lines into parts, its kept text checked (or made) into kept."""
         allowed_ips = host.device.allowed_ips
         prefixes_moved = allowed_ips.generation != self._generation
@@ -192,13 +198,14 @@ class GetFormatter:
         known = self._peers
         append = parts.append
         for peer in peers:
-            text = known.get(peer)
+            key = peer.public_key
+            text = known.get(key)
             if (text is None or text[0] is not peer.handshake.preshared_key
                     or text[1] is not peer.endpoint
                     or text[2] != peer.persistent_keepalive_interval
                     or (prefixes_moved and text[3] != keys_for_peer(peer))):
                 text = _peer_text(peer, keys_for_peer(peer))
-            kept[peer] = text
+            kept[key] = text
             append(text[4])
             wall, tx, rx = peer.last_handshake_wall, peer.tx_bytes, peer.rx_bytes
             if wall or tx or rx:
@@ -499,23 +506,25 @@ def apply_set(host: DeviceHost, request: SetRequest,
     peer); a prefix that a section moves stays with its old owner until that section's
     turn. wireguard-go's data plane sees the same, between lines instead of sections.
 
-    Python's collector stops every thread for a full pass over every object (~0.15 s at
+    Python's collector stops every thread for a full pass over every object (~0.1 s at
     50,000 peers) each time the objects that survived collections grew by a quarter: a
     50,000-peer set would trigger five such passes while it runs, each a stall of the data
     plane between turns. So a set of many peers (COLLECT_AFTER_PEERS sections) runs with
-    automatic collection paused, and if it is at least a quarter of the device's peers,
-    pays the one full pass it owes at the end of its last turn (else it would come at some
-    later allocation, at an unknown moment)."""
+    automatic collection paused, and if the peers it added (net of those it removed) are
+    at least COLLECT_AFTER_PEERS and a quarter of the device's, pays the one full pass their
+    objects owe at the end of its last turn (else it would come at some later allocation,
+    at an unknown moment). A set that removes peers owes nothing for them: a removed peer
+    is freed by reference counting as it is removed (no cycles: core/peer.py)."""
     turns = set_turns(request.peers)
     last = len(turns) - 1
     paused = len(request.peers) >= COLLECT_AFTER_PEERS and gc.isenabled()
+    peers_at_start: list[int] = []  # the device's, once the first turn applied its lines
     if paused:
         gc.disable()  # (only this thread changes it; the data plane's garbage waits too)
     try:
         for index, sections in enumerate(turns):
             host.call(functools.partial(_apply_turn, host, request if index == 0 else None,
-                                        sections, formatter,
-                                        len(request.peers) if index == last else None))
+                                        sections, formatter, peers_at_start, index == last))
     finally:
         if paused:
             gc.enable()
@@ -545,21 +554,23 @@ def set_turns(sections: list[PeerChange]) -> list[list[PeerChange]]:
 
 
 def _apply_turn(host: DeviceHost, request: SetRequest | None, sections: list[PeerChange],
-                formatter: GetFormatter | None, set_sections: int | None) -> None:
-    """One turn on the data-plane thread: the device's part (`request`, first turn only),
-    then `sections`. The last turn is told how many sections the whole set had, to pay the
-    full collection a big set owes (see apply_set)."""
+                formatter: GetFormatter | None, peers_at_start: list[int], last: bool) -> None:
+    """One turn on the data-plane thread: the device's part (`request`, first turn only:
+    it notes the peer count then in `peers_at_start`), then `sections`. The last turn pays
+    the full collection owed for the peers the whole set added (see apply_set)."""
+    device = host.device
     if request is not None:
         _apply_device(host, request)
-    device = host.device
+        peers_at_start.append(len(device.peers))
     now = host.now()
     for change in sections:
         _apply_peer(device, change, now)
     if formatter is not None:
         formatter.remember(host, sections)
-    if (set_sections is not None and set_sections >= COLLECT_AFTER_PEERS
-            and set_sections * 4 >= len(device.peers)):
-        gc.collect()
+    if last:
+        added = len(device.peers) - peers_at_start[0]
+        if added >= COLLECT_AFTER_PEERS and added * 4 >= len(device.peers):
+            gc.collect()
 
 
 def _apply_device(host: DeviceHost, request: SetRequest) -> None:
