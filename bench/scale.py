@@ -26,6 +26,12 @@ one IPv6) and, on every fourth peer, a persistent keepalive. Paths, each timed a
                          compared byte for byte; a difference fails the run); `wgpy` as
                          installed: its console script, bytecode compiled once (or the
                          `wgpy` given by --wgpy, e.g. a venv's: see bench/README)
+  show --json, serve /json, serve /metrics
+                         wgpy only (wg has no equivalent), on the same device, against
+                         `wgpy show dump`'s time (what a script would read instead):
+                         `wgpy show IFACE --json` as above; one GET of /json and of
+                         /metrics from a running `wgpy serve IFACE` (the request alone, by a
+                         client in the namespace; each answer's peers counted)
 
 Daemons run with their interface down (nothing is sent); the quick paths bring the interface
 up; keepalive peers' handshakes find no route and are not sent. Times are medians of
@@ -79,9 +85,10 @@ TOOL_PATHS = {  # label -> wg arguments after the interface name (None: the file
     "showconf": ["showconf", "{iface}"],
     "syncconf": ["syncconf", "{iface}", "{file}"],
 }
+WGPY_ONLY_PATHS = ("show --json", "serve /json", "serve /metrics")  # no wg equivalent
 QUICK_PATHS = ("quick up", "quick reload", "quick save", "quick down")
 DAEMON_PATHS = ("daemon setconf", "daemon first get", "daemon get", "daemon set one peer")
-PATHS = (*QUICK_PATHS, *DAEMON_PATHS, *TOOL_PATHS)
+PATHS = (*QUICK_PATHS, *DAEMON_PATHS, *TOOL_PATHS, *WGPY_ONLY_PATHS)
 
 
 def _command(script: str, module: str) -> list[str]:
@@ -379,7 +386,63 @@ def _measure_tools(ns: Namespace, iface: str, config: str, kinds: list[str], rep
             raise BenchError(f"`{label}`: wgpy's output differs from wg's")
         for kind in kinds:
             results[kind][label] = median(samples[kind])
+    # the device's peers now (syncconf, the last tool path, removed any the file has not)
+    peers = ns.run("wg", "show", iface, "peers", timeout=timeout).stdout.count("\n")
+    results["wgpy"].update(measure_wgpy_only(ns, iface, peers, repeat, timeout, env))
+    if "reference" in results:  # each against `wgpy show dump`
+        results["reference"].update(dict.fromkeys(WGPY_ONLY_PATHS,
+                                                  results["wgpy"]["show dump"]))
     return results
+
+
+# GETs each path of a `wgpy serve` ARGV[1] times; prints the seconds of each and the peers
+# its last answer lists (run in the server's namespace)
+_SERVE_CLIENT = """
+import json, sys, time, urllib.request
+url, repeat = sys.argv[1], int(sys.argv[2])
+result = {}
+for path in ("json", "metrics"):
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        with urllib.request.urlopen(url + path, timeout=600) as response:
+            body = response.read()
+        seconds.append(time.perf_counter() - start)
+    peers = (len(json.loads(body)["interfaces"][0]["peers"]) if path == "json"
+             else body.count(b"\\nwireguard_sent_bytes_total{"))
+    result[path] = {"seconds": seconds, "peers": peers}
+print(json.dumps(result))
+"""
+
+
+def measure_wgpy_only(ns: Namespace, iface: str, peers: int, repeat: int, timeout: float,
+                      env: dict[str, str]) -> dict[str, float]:
+    """show --json, and GETs of /json and /metrics from `wgpy serve` (module docstring);
+    each answer must list the device's `peers`."""
+    samples = []
+    for _ in range(repeat):
+        seconds, output = timed(ns, [*WGPY, "show", iface, "--json"], timeout, env=env)
+        samples.append(seconds)
+    if len(json.loads(output)["interfaces"][0]["peers"]) != peers:
+        raise BenchError(f"`wgpy show {iface} --json`: not {peers} peers")
+    times = {"show --json": median(samples)}
+    server = ns.popen(*WGPY, "serve", "--listen", "127.0.0.1:0", iface, env=env,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        match = re.search(r"http://\S+/", server.stderr.readline())
+        if match is None:
+            raise BenchError("wgpy serve: no address printed")
+        answer = json.loads(ns.run(sys.executable, "-c", _SERVE_CLIENT, match.group(0),
+                                   str(repeat), timeout=timeout, env=env).stdout)
+    finally:
+        server.terminate()
+        server.wait()
+    for path, entry in answer.items():
+        if entry["peers"] != peers:
+            raise BenchError(f"wgpy serve /{path}: {entry['peers']} peers, not {peers}")
+        times[f"serve /{path}"] = median(entry["seconds"])
+    return times
 
 
 def ping_during_get(peers: int, gets: int, timeout: float) -> dict[str, dict[str, float]]:
@@ -698,7 +761,8 @@ def merged(paths: list[str]) -> dict[int, dict[str, dict[str, float]]]:
     return table
 
 
-REFERENCE_NAME = {"quick up": "wg-quick + wireguard-go", "quick down": "wg-quick",
+REFERENCE_NAME = {**dict.fromkeys(WGPY_ONLY_PATHS, "wgpy show dump"),
+                  "quick up": "wg-quick + wireguard-go", "quick down": "wg-quick",
                   "quick reload": "wg syncconf <(wg-quick strip)", "quick save": "wg-quick",
                   "daemon setconf": "wireguard-go", "daemon first get": "wireguard-go",
                   "daemon get": "wireguard-go", "daemon set one peer": "wireguard-go"}

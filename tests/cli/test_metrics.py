@@ -18,7 +18,7 @@ IO_DROPS = ("tun_bad_vnet_header", "tun_write_failed", "udp_send_failed", "inter
 @pytest.fixture
 def prometheus() -> None:
     require(importlib.util.find_spec("prometheus_client") is not None,
-            "needs prometheus-client (pip install 'wgpy[web]')")
+            "needs prometheus-client (pip install 'wgpy[test]'): its parser reads /metrics")
 
 
 def test_every_drop_reason_has_a_sentence():

@@ -12,6 +12,7 @@ host bits, a prefix given to two peers, endpoints, keys, counters), random confi
 """
 
 import contextlib
+import importlib.util
 import ipaddress
 import json
 import math
@@ -23,6 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import require
 from wgpy.cli.directpaths import DIRECT, RELAYED, Link
 from wgpy.cli.jsontext import dumps_indented
 from wgpy.cli.jsonview import (
@@ -334,7 +336,8 @@ def test_document_is_the_one_the_config_model_made(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_metrics_text_is_prometheus_clients(seed):
-    pytest.importorskip("prometheus_client")
+    require(importlib.util.find_spec("prometheus_client") is not None,
+            "needs prometheus-client (pip install 'wgpy[test]'): the reference renders with it")
     from wgpy.cli.metrics import exposition
 
     rng = random.Random(seed)

@@ -53,7 +53,7 @@ def fetch(url: str) -> bytes:
 @pytest.fixture
 def web(wireguard_go: str) -> None:
     require(importlib.util.find_spec("prometheus_client") is not None,
-            "needs prometheus-client (pip install 'wgpy[web]')")
+            "needs prometheus-client (pip install 'wgpy[test]'): its parser reads /metrics")
 
 
 def test_metrics_and_json_match_wg(web):

@@ -2,7 +2,6 @@
 them (`systemd-analyze verify`, warnings included), and their own commands, run as systemd
 would run them, bring an interface up, reload it from its file and take it down again."""
 
-import importlib.util
 import json
 import os
 import shlex
@@ -176,8 +175,6 @@ def test_daemon_unit_reports_ready_and_stops_on_sigterm(unit_dir):
 def test_serve_unit_publishes_the_interface_where_its_environment_file_says(unit_dir):
     """The hub's case: WGPY_SERVE_LISTEN (from /etc/default/wgpy-serve-IFACE) names where the
     page is bound, and /json lists the interface's peers for the spokes' `wgpy punch`."""
-    require(importlib.util.find_spec("prometheus_client") is not None,
-            "needs prometheus-client (pip install 'wgpy[web]')")
     iface = unique_name("ws", max_len=15)
     _, peer_key = new_key()
     daemon_command = unit_commands(read(unit_dir, DAEMON), iface)["ExecStart"]
