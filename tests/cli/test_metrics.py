@@ -50,15 +50,16 @@ def test_metric_families(prometheus):
     from prometheus_client.parser import text_string_to_metric_families
 
     from wgpy.cli import metrics
-    from wgpy.cli.jsonview import LiveInterface
+    from wgpy.cli.jsonview import LiveInterface, PeerFile
     from wgpy.uapi.reply import DeviceState
 
     key = bytes(range(32))
     wg0, wg1 = DeviceState("wg0"), DeviceState("wg1")
     wg0.table.append(key.hex(), ["10.0.0.2/32", "fd::2/128"], endpoint="192.0.2.1:51820",
                      last_handshake_sec="1700000000", rx_bytes="10", tx_bytes="20")
-    text = metrics.exposition([LiveInterface(wg0, {key: "phone"}, {"replayed": 4}, {}, None),
-                               LiveInterface(wg1, {}, None, {}, None)]).decode()
+    text = metrics.exposition([
+        LiveInterface(wg0, {"replayed": 4}, {}, PeerFile({key: "phone"}, {})),
+        LiveInterface(wg1, None, {}, PeerFile({}, {}))]).decode()
     encoded = key_to_base64(key)
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}

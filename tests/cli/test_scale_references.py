@@ -29,12 +29,15 @@ from wgpy.cli.directpaths import DIRECT, RELAYED, Link
 from wgpy.cli.jsontext import dumps_indented
 from wgpy.cli.jsonview import (
     LiveInterface,
+    PeerFile,
     all_names,
     configured_first_prefixes,
     interface_document,
+    peer_lines,
 )
 from wgpy.cli.route import routes, state_routing_table
 from wgpy.config.model import AllowedIP, DeviceConfig, Endpoint, PeerConfig
+from wgpy.config.names import peer_names
 from wgpy.config.parser import classify
 from wgpy.config.values import ConfigError, parse_allowed_ips
 from wgpy.core.allowedips import AllowedIPs
@@ -248,7 +251,7 @@ def reference_metrics(interfaces: list[LiveInterface]) -> bytes:
                                 labels=["interface", "reason"])
     for live in interfaces:
         name = live.state.name
-        names = all_names(live.names, live.links)
+        names = all_names(live.file.names, live.links)
         peers.add_metric([name], len(live.state.peers))
         for peer in live.state.peers:
             encoded = key_to_base64(peer.public_key)
@@ -347,7 +350,8 @@ def test_metrics_text_is_prometheus_clients(seed):
         names = {record.public_key: rng.choice(["phone", 'a"b\\c\nd', "é"])
                  for record in state.peers if rng.random() < 0.5}
         drops = rng.choice([None, {"replayed": rng.randrange(1 << 40), "no_key": 0}])
-        interfaces.append(LiveInterface(state, names, drops, random_links(rng, state), None))
+        interfaces.append(LiveInterface(state, drops, random_links(rng, state),
+                                        PeerFile(names, {})))
     assert exposition(interfaces) == reference_metrics(interfaces)
 
 
@@ -374,3 +378,31 @@ def test_dumps_indented_refuses_what_json_refuses():
         with pytest.raises(TypeError):
             dumps_indented(value)
     assert dumps_indented([math.inf, -math.inf]) == json.dumps([math.inf, -math.inf], indent=2)
+
+
+KEYS = [key_to_base64(bytes([n]) * 32) for n in range(3)]
+FILE_LINES = st.sampled_from([
+    "[Peer]", " [ peer ] ", "[PEER]#x", "[Interface]", "[Inter face]", "[Peer", "",
+    "\t", "# comment", "#", "Address = 10.0.0.1/24", "DNS = 1.1.1.1", "MTU = 1420",
+    "PostUp = echo publickey name [x]", "Endpoint = 192.0.2.1:51820",
+    "PersistentKeepalive = 25", "PresharedKey = " + KEYS[0], "Name = not-a-comment",
+    "# Name = phone", "#friendly_name=laptop ", "  #  NAME =  spaced  ", "# name=",
+    "# Na me = split", "#\tfriendly_name\t=\ttabs", "# Name = x\r", "# Name\x00 = nul",
+    "AllowedIPs = 10.0.0.1/32, fd::1", "Allowed IPs=10.1.0.0/16", "AllowedIPs =",
+    "AllowedIPs = bad", "allowedips = 10.2.0.0/8 # comment", "AllowedIPs\t=\t::/0",
+    "AllowedIPs = 10.3.0.1/33", "AllowedIPs = 10.4.0.0/16,\x00 fd::/8",
+    "All\x00owedIPs = 10.5.0.0/16", "AllowedIPs = 10.6.0.1/32\r",
+    *(f"PublicKey = {key}" for key in KEYS), f"Public Key={KEYS[1]}",
+    f"PUBLICKEY = {KEYS[2]} # c", f"Public\x00Key = {KEYS[0]}", "PublicKey = bad",
+    f"Publi\u212aey = {KEYS[1]}", f"Publ\u0130ckey = {KEYS[2]}", f"PublicKey = {KEYS[0]}\r",
+    "\u212a = x", "# \u212ame = kelvin", "\u0130 [Peer]", "\u03a3\u03a3 = sigma",
+])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(FILE_LINES, max_size=40), st.sampled_from(["\n", ""]))
+def test_peer_lines_keep_what_names_and_prefixes_read(lines, end):
+    text = "\n".join(lines) + end
+    picked = peer_lines(text)
+    assert peer_names(picked) == peer_names(text)
+    assert configured_first_prefixes(picked) == configured_first_prefixes(text)

@@ -227,16 +227,17 @@ def test_show_json_unknown_interface_fails():
 
 
 def test_remembered_config_file_gives_names(tmp_path, monkeypatch):
+    from wgpy.cli.jsonview import read_peer_file
     from wgpy.config import names
 
     monkeypatch.setenv(names.STATE_DIR_ENV, str(tmp_path / "state"))
     _, peer = keypair()
     config = tmp_path / "wgx.conf"
     config.write_text(f"[Peer]\n# friendly_name = router\nPublicKey = {peer}\n")
-    assert names.interface_peer_names("wgx") == {}
+    assert names.remembered_config_file("wgx") is None
     names.remember_config_file("wgx", str(config))
-    assert {key_to_base64(k): v for k, v in names.interface_peer_names("wgx").items()} == \
-        {peer: "router"}
+    found = read_peer_file(names.remembered_config_file("wgx")).names
+    assert {key_to_base64(k): v for k, v in found.items()} == {peer: "router"}
     (tmp_path / "state" / "wgx.paths.json").write_text("{}")  # `wgpy punch`'s, if it ran
     names.forget_config_file("wgx")
     assert names.remembered_config_file("wgx") is None

@@ -69,7 +69,7 @@ def exposition(interfaces: list[LiveInterface]) -> bytes:
     for live in interfaces:
         table = live.state.table
         interface = _escape(live.state.name)
-        names = all_names(live.names, live.links)
+        names = all_names(live.file.names, live.links)
         peers.append(f'{PEERS[0]}{{interface="{interface}"}} {go_float(len(table))}\n')
         for public, lines, rx, tx, handshake_sec, endpoint, keepalive in zip(
                 table.public_keys, table.allowed_ip_lines, table.rx_bytes, table.tx_bytes,

@@ -57,15 +57,6 @@ def peer_names(text: str) -> dict[bytes, str]:
     return names
 
 
-def read_peer_names(path: str) -> dict[bytes, str]:
-    """peer_names of a file; {} when it cannot be read (names are a nicety, never an error)."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            return peer_names(handle.read())
-    except OSError:
-        return {}
-
-
 def _state_path(iface: str) -> str:
     directory = os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR
     return os.path.join(directory, f"{iface}.config-file")
@@ -102,12 +93,6 @@ def remembered_config_file(iface: str) -> str | None:
     except OSError:
         return None
     return path if path and os.path.exists(path) else None
-
-
-def interface_peer_names(iface: str, config_file: str | None = None) -> dict[bytes, str]:
-    """Names for `iface`'s peers: from `config_file` if given, else from the remembered one."""
-    path = config_file or remembered_config_file(iface)
-    return read_peer_names(path) if path else {}
 
 
 def _endpoint_names_path(iface: str) -> str:
