@@ -322,13 +322,15 @@ class Device:
         staged = peer.staged
         while staged and peer.keypairs.current is keypair:
             self._emit(peer, self._seal(peer, keypair, staged.popleft(), now))
+        if staged is not None and not staged and peer.staged is staged:
+            peer.staged = None  # (see Peer.staged)
 
     def send_keepalive(self, peer: Peer, now: float) -> None:
         """An empty data packet, through the waiting packets and the session rules."""
         if not self.running:
             return
         if not peer.staged:
-            peer.staged.append(b"")
+            peer.stage(b"")
         self._send_staged(peer, now)
 
     def _emit(self, peer: Peer, datagram: bytes) -> None:
@@ -676,7 +678,7 @@ class Device:
         for keypair in peer.keypairs.clear():
             self._release_keypair(keypair)
         self._clear_handshake(peer)
-        peer.staged.clear()
+        peer.staged = None
 
     # ------------------------------------------------------------------ timers
 

@@ -68,6 +68,9 @@ class Timer(IntEnum):
 
 
 TIMER_COUNT = len(Timer)
+# PeerTimers.deadlines holds each timer's deadline, then from QUEUED on its earliest heap entry.
+QUEUED = TIMER_COUNT
+_NOT_PENDING = (None,) * TIMER_COUNT
 ZERO_KEY_MATERIAL_AFTER = REJECT_AFTER_TIME * 3
 # The per-packet hooks name their timers through module globals: in Python 3.11 an enum member
 # access (`Timer.X`) runs enum.property's Python code, ~12 µs each on an idle (cold) machine.
@@ -84,14 +87,16 @@ class PeerTimers:
     It names its peer by public key, not by reference: the heap keeps a PeerTimers until its
     entries fire, and a reference back to the Peer would make a cycle (Peer -> PeerTimers ->
     Peer) that only Python's cyclic collector frees, and keep a removed peer alive meanwhile.
-    The device looks the key up and checks the peer still has these timers."""
+    The device looks the key up and checks the peer still has these timers.
 
-    __slots__ = ("deadlines", "public_key", "queued")
+    Both halves are one list (`deadlines[timer]`, `deadlines[QUEUED + timer]`): every object
+    a peer holds is one more for each full collection to scan (50,000 peers, 50,000 lists)."""
+
+    __slots__ = ("deadlines", "public_key")
 
     def __init__(self, public_key: bytes) -> None:
         self.public_key = public_key
-        self.deadlines: list[float | None] = [None] * TIMER_COUNT
-        self.queued: list[float | None] = [None] * TIMER_COUNT
+        self.deadlines: list[float | None] = [None] * (2 * TIMER_COUNT)
 
     def pending(self, timer: Timer) -> bool:
         return self.deadlines[timer] is not None
@@ -100,7 +105,7 @@ class PeerTimers:
         self.deadlines[timer] = None
 
     def cancel_all(self) -> None:
-        self.deadlines = [None] * TIMER_COUNT
+        self.deadlines[:TIMER_COUNT] = _NOT_PENDING
 
 
 class TimerQueue:
@@ -118,10 +123,11 @@ class TimerQueue:
 
     def arm(self, timers: PeerTimers, timer: Timer, deadline: float) -> None:
         """Set (or move) `timer` of one peer to fire at `deadline`."""
-        timers.deadlines[timer] = deadline
-        queued = timers.queued[timer]
+        deadlines = timers.deadlines
+        deadlines[timer] = deadline
+        queued = deadlines[QUEUED + timer]
         if queued is None or deadline < queued:
-            timers.queued[timer] = deadline
+            deadlines[QUEUED + timer] = deadline
             heapq.heappush(self._heap, (deadline, next(self._sequence), timers, timer))
 
     def expired(self, now: float) -> Iterator[tuple[PeerTimers, Timer]]:
@@ -129,15 +135,16 @@ class TimerQueue:
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, _, timers, timer = heapq.heappop(heap)
-            if timers.queued[timer] == when:
-                timers.queued[timer] = None
-            deadline = timers.deadlines[timer]
+            deadlines = timers.deadlines
+            if deadlines[QUEUED + timer] == when:
+                deadlines[QUEUED + timer] = None
+            deadline = deadlines[timer]
             if deadline is None:
                 continue
             if deadline > now:
                 self.arm(timers, Timer(timer), deadline)
                 continue
-            timers.deadlines[timer] = None
+            deadlines[timer] = None
             yield timers, Timer(timer)
 
     def next_deadline(self) -> float | None:
@@ -145,11 +152,12 @@ class TimerQueue:
         heap = self._heap
         while heap:
             when, _, timers, timer = heap[0]
-            if timers.deadlines[timer] is not None:
+            deadlines = timers.deadlines
+            if deadlines[timer] is not None:
                 return when
             heapq.heappop(heap)
-            if timers.queued[timer] == when:
-                timers.queued[timer] = None
+            if deadlines[QUEUED + timer] == when:
+                deadlines[QUEUED + timer] = None
         return None
 
 
@@ -240,10 +248,10 @@ def expired_retransmit_handshake(host: TimerHost, peer: Peer, now: float) -> Non
         # Give up: stop asking, drop what waited, and zero keys later.
         timers = peer.timers
         timers.cancel(_SEND_KEEPALIVE)
-        host.drops[Drop.HANDSHAKE_TIMEOUT] += sum(1 for packet in peer.staged if packet)
+        host.drops[Drop.HANDSHAKE_TIMEOUT] += sum(1 for packet in peer.staged or () if packet)
         host.events.append(PeerEvent(PeerEventKind.HANDSHAKE_GAVE_UP, peer.public_key,
                                      f"after {MAX_TIMER_HANDSHAKES + 2} attempts"))  # (kernel's)
-        peer.staged.clear()
+        peer.staged = None
         if not timers.pending(_ZERO_KEY_MATERIAL):
             host.timers.arm(timers, _ZERO_KEY_MATERIAL, now + ZERO_KEY_MATERIAL_AFTER)
     else:
