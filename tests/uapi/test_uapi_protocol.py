@@ -240,6 +240,30 @@ def test_removed_peers_are_freed_by_their_set_which_owes_no_collection(host, mon
         gc.enable()
 
 
+def test_the_end_of_set_collection_leaves_what_was_there_before_the_set(host, monkeypatch):
+    """Frozen for the set, then unfrozen: the pass scans the set's own objects only, and
+    they are put back behind the older ones."""
+    monkeypatch.setattr(protocol, "COLLECT_AFTER_PEERS", 4)
+    assert uapi_set(host, f"public_key={pub(1)}") == 0
+    old_peer = host.device.peers[bytes.fromhex(pub(1))]
+    scanned: list[tuple[bool, bool]] = []  # (old peer, a peer of the set) open to the pass
+
+    def collect() -> None:
+        objects = gc.get_objects()  # (the collector's generations: not what is frozen)
+        new_peer = host.device.peers[bytes.fromhex(pub(2))]
+        scanned.append((any(o is old_peer for o in objects),
+                        any(o is new_peer for o in objects)))
+
+    monkeypatch.setattr(protocol.gc, "collect", collect)
+    assert gc.get_freeze_count() == 0
+    assert uapi_set(host, "\n".join(f"public_key={pub(n)}" for n in range(2, 7))) == 0
+    assert scanned == [(False, True)]
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+    oldest = [id(o) for o in gc.get_objects(generation=2)]  # in age order: the old peer first
+    new_peer = host.device.peers[bytes.fromhex(pub(2))]
+    assert oldest.index(id(old_peer)) < oldest.index(id(new_peer))
+
+
 def test_drop_counters_are_reported_by_their_own_request_only(host):
     host.device.drops["src_not_allowed"] = 412
     host.shell_drops["udp_send_failed"] = 3

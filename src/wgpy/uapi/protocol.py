@@ -514,19 +514,34 @@ def apply_set(host: DeviceHost, request: SetRequest,
     at least COLLECT_AFTER_PEERS and a quarter of the device's, pays the one full pass their
     objects owe at the end of its last turn (else it would come at some later allocation,
     at an unknown moment). A set that removes peers owes nothing for them: a removed peer
-    is freed by reference counting as it is removed (no cycles: core/peer.py)."""
+    is freed by reference counting as it is removed (no cycles: core/peer.py).
+
+    That pass need not scan what existed before the set: the objects the collector would
+    find again (the peers already there, and the request itself: 300,000 objects at 50,000
+    peers, freed by reference counting once the set is done) were scanned by earlier
+    passes or will be by later ones. So a big set freezes them (gc.freeze: the collector
+    leaves them alone) until it ends: the pass is over the set's own survivors, ~40% shorter
+    for a 50,000-peer setconf. The survivors of the pass are frozen too, behind them, so that
+    unfreezing leaves the oldest generation in age order, as a pass over everything would:
+    a full pass is quickest when containers come before what they hold (the other way, it
+    first takes every newer object for garbage, then moves it back: 1.5x as long at 50,000
+    peers). Unfrozen, a cycle among them that became garbage meanwhile is found by the next
+    full pass."""
     turns = set_turns(request.peers)
     last = len(turns) - 1
     paused = len(request.peers) >= COLLECT_AFTER_PEERS and gc.isenabled()
     peers_at_start: list[int] = []  # the device's, once the first turn applied its lines
     if paused:
         gc.disable()  # (only this thread changes it; the data plane's garbage waits too)
+        gc.freeze()
     try:
         for index, sections in enumerate(turns):
             host.call(functools.partial(_apply_turn, host, request if index == 0 else None,
-                                        sections, formatter, peers_at_start, index == last))
+                                        sections, formatter, peers_at_start, index == last,
+                                        paused))
     finally:
         if paused:
+            gc.unfreeze()
             gc.enable()
 
 
@@ -554,10 +569,12 @@ def set_turns(sections: list[PeerChange]) -> list[list[PeerChange]]:
 
 
 def _apply_turn(host: DeviceHost, request: SetRequest | None, sections: list[PeerChange],
-                formatter: GetFormatter | None, peers_at_start: list[int], last: bool) -> None:
+                formatter: GetFormatter | None, peers_at_start: list[int], last: bool,
+                frozen: bool) -> None:
     """One turn on the data-plane thread: the device's part (`request`, first turn only:
     it notes the peer count then in `peers_at_start`), then `sections`. The last turn pays
-    the full collection owed for the peers the whole set added (see apply_set)."""
+    the full collection owed for the peers the whole set added, and when apply_set `frozen`
+    what was there before, freezes the survivors behind it (see apply_set)."""
     device = host.device
     if request is not None:
         _apply_device(host, request)
@@ -571,6 +588,8 @@ def _apply_turn(host: DeviceHost, request: SetRequest | None, sections: list[Pee
         added = len(device.peers) - peers_at_start[0]
         if added >= COLLECT_AFTER_PEERS and added * 4 >= len(device.peers):
             gc.collect()
+            if frozen:
+                gc.freeze()
 
 
 def _apply_device(host: DeviceHost, request: SetRequest) -> None:
