@@ -150,6 +150,9 @@ NO_SECRETS = {
     *(f"wgpy.cli.directpaths.{name}" for name in ("HubPeer", "HubView", "Link", "Step",
                                                   "Timers")),
     "wgpy.cli.punch.HubPoller",
+    # show --json and serve: a device read (its DeviceState's repr is object's: no key),
+    # drop counters, punch links, peer names and prefixes; JSON key texts
+    "wgpy.cli.jsonview.LiveInterface", "wgpy.cli.jsonview.PeerFile", "wgpy.cli.jsontext._Keys",
     # set operations without a key: flags, an endpoint, an interval, a prefix
     *(f"wgpy.uapi.protocol.{name}" for name in (
         "UpdateOnly", "RemovePeer", "ReplaceAllowedIPs", "ReplacePeers", "SetEndpoint",
