@@ -26,10 +26,11 @@ one IPv6) and, on every fourth peer, a persistent keepalive. Paths, each timed a
                          compared byte for byte; a difference fails the run); `wgpy` as
                          installed: its console script, bytecode compiled once (or the
                          `wgpy` given by --wgpy, e.g. a venv's: see bench/README)
-  show --json, serve /json, serve /metrics
+  show --json, show --json --config, serve /json, serve /metrics
                          wgpy only (wg has no equivalent), on the same device, against
                          `wgpy show dump`'s time (what a script would read instead):
-                         `wgpy show IFACE --json` as above; one GET of /json and of
+                         `wgpy show IFACE --json` as above, and with `--config` the
+                         stripped hub file (read for the peers' `path`); one GET of /json and of
                          /metrics from a running `wgpy serve IFACE` (the request alone, by a
                          client in the namespace; each answer's peers counted)
 
@@ -85,7 +86,8 @@ TOOL_PATHS = {  # label -> wg arguments after the interface name (None: the file
     "showconf": ["showconf", "{iface}"],
     "syncconf": ["syncconf", "{iface}", "{file}"],
 }
-WGPY_ONLY_PATHS = ("show --json", "serve /json", "serve /metrics")  # no wg equivalent
+# no wg equivalent
+WGPY_ONLY_PATHS = ("show --json", "show --json --config", "serve /json", "serve /metrics")
 QUICK_PATHS = ("quick up", "quick reload", "quick save", "quick down")
 DAEMON_PATHS = ("daemon setconf", "daemon first get", "daemon get", "daemon set one peer")
 PATHS = (*QUICK_PATHS, *DAEMON_PATHS, *TOOL_PATHS, *WGPY_ONLY_PATHS)
@@ -388,7 +390,7 @@ def _measure_tools(ns: Namespace, iface: str, config: str, kinds: list[str], rep
             results[kind][label] = median(samples[kind])
     # the device's peers now (syncconf, the last tool path, removed any the file has not)
     peers = ns.run("wg", "show", iface, "peers", timeout=timeout).stdout.count("\n")
-    results["wgpy"].update(measure_wgpy_only(ns, iface, peers, repeat, timeout, env))
+    results["wgpy"].update(measure_wgpy_only(ns, iface, config, peers, repeat, timeout, env))
     if "reference" in results:  # each against `wgpy show dump`
         results["reference"].update(dict.fromkeys(WGPY_ONLY_PATHS,
                                                   results["wgpy"]["show dump"]))
@@ -415,17 +417,21 @@ print(json.dumps(result))
 """
 
 
-def measure_wgpy_only(ns: Namespace, iface: str, peers: int, repeat: int, timeout: float,
-                      env: dict[str, str]) -> dict[str, float]:
-    """show --json, and GETs of /json and /metrics from `wgpy serve` (module docstring);
-    each answer must list the device's `peers`."""
-    samples = []
-    for _ in range(repeat):
-        seconds, output = timed(ns, [*WGPY, "show", iface, "--json"], timeout, env=env)
-        samples.append(seconds)
-    if len(json.loads(output)["interfaces"][0]["peers"]) != peers:
-        raise BenchError(f"`wgpy show {iface} --json`: not {peers} peers")
-    times = {"show --json": median(samples)}
+def measure_wgpy_only(ns: Namespace, iface: str, config: str, peers: int, repeat: int,
+                      timeout: float, env: dict[str, str]) -> dict[str, float]:
+    """show --json (also given the device's file, whose AllowedIPs its `path` routes by),
+    and GETs of /json and /metrics from `wgpy serve` (module docstring); each answer must
+    list the device's `peers`."""
+    times = {}
+    for path, extra in (("show --json", []), ("show --json --config", ["--config", config])):
+        samples = []
+        for _ in range(repeat):
+            seconds, output = timed(ns, [*WGPY, "show", iface, "--json", *extra], timeout,
+                                    env=env)
+            samples.append(seconds)
+        if len(json.loads(output)["interfaces"][0]["peers"]) != peers:
+            raise BenchError(f"`wgpy {path}`: not {peers} peers")
+        times[path] = median(samples)
     server = ns.popen(*WGPY, "serve", "--listen", "127.0.0.1:0", iface, env=env,
                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

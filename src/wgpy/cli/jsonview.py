@@ -38,14 +38,15 @@ import binascii
 import contextlib
 import ipaddress
 import os
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from wgpy.cli.directpaths import RELAYED, Link
 from wgpy.cli.pathstate import load_links
 from wgpy.cli.route import allowed_key, packed_network, prefix_key, state_routing_table
 from wgpy.config.model import AllowedIP
-from wgpy.config.names import peer_names, remembered_config_file
-from wgpy.config.parser import classify
+from wgpy.config.names import names_of_lines, remembered_config_file
+from wgpy.config.parser import Line, classify
 from wgpy.config.values import ConfigError, parse_allowed_ips
 from wgpy.core.keys import KeyFormatError, key_from_base64, key_to_base64
 from wgpy.uapi.client import get_drops, get_state
@@ -59,10 +60,15 @@ def configured_first_prefixes(text: str) -> dict[bytes, AllowedIP | None]:
     what `path` routes by (nothing resolved: a JSON view must not wait on DNS for Endpoint
     names). An unreadable AllowedIPs line is skipped, and so is every line after the first
     one that gives an entry: only the first entry is used."""
+    return first_prefixes_of_lines(classify(text, quick=True))
+
+
+def first_prefixes_of_lines(lines: Iterable[Line]) -> dict[bytes, AllowedIP | None]:
+    """configured_first_prefixes of a file's lines as classify(quick=True) gives them."""
     found: dict[bytes, AllowedIP | None] = {}
     key: bytes | None = None
     first: AllowedIP | None = None
-    for line in [*classify(text, quick=True), None]:
+    for line in [*lines, None]:
         if line is None or line.kind in ("interface", "peer"):
             if key is not None:
                 found[key] = first
@@ -122,10 +128,10 @@ def read_peer_file(path: str | None) -> PeerFile:
             known = _read_files.get(path)
             if known is not None and known[0] == stamp:
                 return known[1]
-            text = peer_lines(handle.read())
+            lines = list(classify(peer_lines(handle.read()), quick=True))
     except OSError:
         return _NO_FILE
-    found = PeerFile(peer_names(text), configured_first_prefixes(text))
+    found = PeerFile(names_of_lines(lines), first_prefixes_of_lines(lines))
     _read_files[path] = (stamp, found)
     return found
 

@@ -21,9 +21,9 @@ peer, or the peer's removal, forgets the name.
 import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from wgpy.config.parser import classify
+from wgpy.config.parser import Line, classify
 from wgpy.core.keys import KeyFormatError, key_from_base64, key_to_base64
 
 STATE_DIR_ENV = "WGPY_STATE_DIR"
@@ -33,6 +33,12 @@ _NAME_COMMENT = re.compile(r"^\s*#\s*(?:name|friendly_name)\s*=\s*(.*?)\s*$", re
 
 def peer_names(text: str) -> dict[bytes, str]:
     """Public key -> name for every [Peer] section of `text` that has both."""
+    return names_of_lines(classify(text, quick=True))
+
+
+def names_of_lines(lines: Iterable[Line]) -> dict[bytes, str]:
+    """peer_names of a file's lines as config.parser.classify(quick=True) gives them (for a
+    caller that reads them for more than names)."""
     names: dict[bytes, str] = {}
     in_peer = False
     key: bytes | None = None
@@ -42,7 +48,7 @@ def peer_names(text: str) -> dict[bytes, str]:
         if in_peer and key is not None and name:
             names[key] = name
 
-    for line in classify(text, quick=True):
+    for line in lines:
         if line.kind in ("interface", "peer"):
             close()
             in_peer, key, name = line.kind == "peer", None, None
