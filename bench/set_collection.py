@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""`python3 bench/set_collection.py [PEERS]`: Python's full garbage collections around a big set.
+
+In one process, without I/O (a host whose `call` runs the function at once): a UAPI `set`
+adding PEERS peers shaped as bench/scale.py's hub file (an endpoint, three prefixes, a
+keepalive on every fourth), then one removing them all, as --ping-during-set sends them.
+Every full collection (generation 2) that runs is timed through gc.callbacks and named by
+the step it ran in: each one stops every thread, so in wgpyd it is a stall of the data
+plane (bench/scale.py --ping-during-set measures that from outside). Then the full pass
+that a daemon holding the peers pays from then on, and the objects it scans. Hold
+/tmp/wgpy-bench.lock while measuring.
+"""
+
+import gc
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from wgpy.core.device import Device
+from wgpy.uapi.protocol import GetFormatter, apply_set, parse_set
+
+T = TypeVar("T")
+
+
+class Host:
+    """A DeviceHost without I/O: `call` runs the function at once, the clock stands still."""
+
+    def __init__(self) -> None:
+        self.device = Device(os.urandom(32), wall_offset=1_700_000_000.0)
+
+    def listen_port(self) -> int:
+        return 0
+
+    def set_listen_port(self, port: int) -> None:
+        pass
+
+    def fwmark(self) -> int:
+        return 0
+
+    def set_fwmark(self, mark: int) -> None:
+        pass
+
+    def now(self) -> float:
+        return 100.0
+
+    def call(self, fn: Callable[[], T]) -> T:
+        return fn()
+
+    def io_drops(self) -> dict[str, int]:
+        return {}
+
+
+def hub_lines(peers: int) -> list[str]:
+    """The `set` lines of bench/scale.py's hub file (`wg addconf` of it)."""
+    lines = []
+    for i in range(peers):
+        tunnel = i + 2
+        site = (f"10.{i >> 9 & 255}.{i >> 1 & 255}.0/24" if i % 2 == 0
+                else f"fd10:{i >> 16:x}:{i & 0xFFFF:x}::/64")
+        endpoint = (f"[2001:db8:18::{i:x}]:{51820 + i % 1000}" if i % 4 == 0
+                    else f"198.18.{i >> 8 & 255}.{i & 255}:{51820 + i % 1000}")
+        lines += [f"public_key={os.urandom(32).hex()}", f"endpoint={endpoint}",
+                  "replace_allowed_ips=true",
+                  f"allowed_ip=100.{64 + (tunnel >> 16)}.{tunnel >> 8 & 255}.{tunnel & 255}/32",
+                  f"allowed_ip=fd00:64::{tunnel:x}/128", f"allowed_ip={site}"]
+        if i % 4 == 0:
+            lines.append("persistent_keepalive_interval=25")
+    return lines
+
+
+def main() -> None:
+    peers = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    host, formatter = Host(), GetFormatter()
+    step = ""
+    passes: list[tuple[str, float]] = []
+    started = 0.0
+
+    def timed(phase: str, info: dict) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+        elif info["generation"] == 2:
+            passes.append((step, (time.perf_counter() - started) * 1000))
+
+    lines = hub_lines(peers)
+    gc.collect()
+    gc.callbacks.append(timed)
+    step = "parse the add"
+    request = parse_set(lines)
+    step = "apply the add"
+    apply_set(host, request, formatter)
+    del request
+    step = "parse the remove"
+    request = parse_set([line for key in host.device.peers
+                         for line in (f"public_key={key.hex()}", "remove=true")])
+    step = "apply the remove"
+    apply_set(host, request, formatter)
+    gc.callbacks.remove(timed)
+    del request, host
+    print(f"{peers} peers: full collections (ms) by step")
+    for name in dict.fromkeys(name for name, _ in passes):
+        print(f"  {name}: " + ", ".join(f"{ms:.0f}" for n, ms in passes if n == name))
+
+    keep, formatter = Host(), GetFormatter()  # the same peers again, held this time
+    apply_set(keep, parse_set(lines), formatter)
+    formatter.reply(keep)
+    gc.collect()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        gc.collect()
+        times.append((time.perf_counter() - start) * 1000)
+    print(f"then, with {peers} peers held (and their get text): a full pass "
+          f"{min(times):.0f} ms (best of 5), {len(gc.get_objects())} objects tracked")
+
+
+if __name__ == "__main__":
+    main()
