@@ -7,7 +7,8 @@ keepalive on every fourth), then one removing them all, as --ping-during-set sen
 Every full collection (generation 2) that runs is timed through gc.callbacks and named by
 the step it ran in: each one stops every thread, so in wgpyd it is a stall of the data
 plane (bench/scale.py --ping-during-set measures that from outside). Then the full pass
-that a daemon holding the peers pays from then on, and the objects it scans. Hold
+that a daemon holding the peers pays from then on, and the objects it scans; and how long
+the turns of a `replace_peers` set of as many other peers hold the data plane. Hold
 /tmp/wgpy-bench.lock while measuring.
 """
 
@@ -29,6 +30,7 @@ class Host:
 
     def __init__(self) -> None:
         self.device = Device(os.urandom(32), wall_offset=1_700_000_000.0)
+        self.calls_ms: list[float] = []  # how long each call held the (absent) data plane
 
     def listen_port(self) -> int:
         return 0
@@ -46,7 +48,11 @@ class Host:
         return 100.0
 
     def call(self, fn: Callable[[], T]) -> T:
-        return fn()
+        start = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.calls_ms.append((time.perf_counter() - start) * 1000)
 
     def io_drops(self) -> dict[str, int]:
         return {}
@@ -114,6 +120,13 @@ def main() -> None:
         times.append((time.perf_counter() - start) * 1000)
     print(f"then, with {peers} peers held (and their get text): a full pass "
           f"{min(times):.0f} ms (best of 5), {len(gc.get_objects())} objects tracked")
+
+    keep.calls_ms.clear()
+    apply_set(keep, parse_set(["replace_peers=true", *hub_lines(peers)]), formatter)
+    first, *middle, last = keep.calls_ms
+    print(f"a replace_peers set of {peers} other peers: its first turn (removing every peer) "
+          f"{first:.0f} ms, its last (with the pass) {last:.0f} ms, the others at most "
+          f"{max(middle, default=0):.0f} ms")
 
 
 if __name__ == "__main__":
