@@ -31,7 +31,7 @@ from wgpy.cli.jsonview import (
     LiveInterface,
     PeerFile,
     all_names,
-    configured_first_prefixes,
+    first_prefixes_of_lines,
     interface_document,
     peer_lines,
 )
@@ -49,6 +49,11 @@ from wgpy.uapi.reply import DeviceState
 SEEDS = range(12)
 
 # ------------------------------------------------------------------------ random devices
+
+
+def configured_first_prefixes(text: str) -> dict:
+    """What show --json routes each peer of a file by (jsonview.first_prefixes_of_lines)."""
+    return first_prefixes_of_lines(classify(text, quick=True))
 
 
 def random_prefix(rng: random.Random) -> str:

@@ -14,12 +14,13 @@ import pytest
 from wgpy.cli.directpaths import DIRECT, RELAYED, Link
 from wgpy.cli.jsonview import (
     SCHEMA_VERSION,
-    configured_first_prefixes,
     document,
+    first_prefixes_of_lines,
     interface_document,
 )
 from wgpy.config.model import AllowedIP, DeviceConfig, Endpoint, PeerConfig
 from wgpy.config.names import peer_names
+from wgpy.config.parser import classify
 from wgpy.core.crypto import public_key
 from wgpy.core.keys import generate_private_key, key_to_base64
 from wgpy.uapi.records import PeerState
@@ -35,6 +36,11 @@ PEER_KEYS = {"public_key": str, "name": (str, type(None)), "has_preshared_key": 
              "transfer_rx": int, "transfer_tx": int,
              "persistent_keepalive": (int, type(None)), "path": str,
              "via": (str, type(None)), "path_since": (float, type(None))}
+
+
+def configured_first_prefixes(text: str) -> dict:
+    """What show --json routes each peer of a file by (jsonview.first_prefixes_of_lines)."""
+    return first_prefixes_of_lines(classify(text, quick=True))
 
 
 def keypair() -> tuple[str, str]:

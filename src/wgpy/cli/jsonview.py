@@ -55,16 +55,12 @@ from wgpy.uapi.reply import ZERO_KEY_HEX, DeviceState, joined
 SCHEMA_VERSION = 3
 
 
-def configured_first_prefixes(text: str) -> dict[bytes, AllowedIP | None]:
+def first_prefixes_of_lines(lines: Iterable[Line]) -> dict[bytes, AllowedIP | None]:
     """Public key -> the first AllowedIPs entry a wg or wg-quick file gives it (None: none),
     what `path` routes by (nothing resolved: a JSON view must not wait on DNS for Endpoint
-    names). An unreadable AllowedIPs line is skipped, and so is every line after the first
-    one that gives an entry: only the first entry is used."""
-    return first_prefixes_of_lines(classify(text, quick=True))
-
-
-def first_prefixes_of_lines(lines: Iterable[Line]) -> dict[bytes, AllowedIP | None]:
-    """configured_first_prefixes of a file's lines as classify(quick=True) gives them."""
+    names), from the file's lines as config.parser.classify(quick=True) gives them. An
+    unreadable AllowedIPs line is skipped, and so is every line after the first one that
+    gives an entry: only the first entry is used."""
     found: dict[bytes, AllowedIP | None] = {}
     key: bytes | None = None
     first: AllowedIP | None = None
@@ -88,8 +84,8 @@ _SQUEEZE = str.maketrans("", "", " \t\v\f\r")
 
 def peer_lines(text: str) -> str:
     """The lines of a wg or wg-quick file that can give a peer its name, key or AllowedIPs,
-    picked out of the whole text at once: peer_names and configured_first_prefixes make of
-    them what they make of the whole file, in a fraction of the time (a 10,000-peer hub
+    picked out of the whole text at once: names_of_lines and first_prefixes_of_lines make
+    of them what they make of the whole file, in a fraction of the time (a 10,000-peer hub
     file has 50,000 lines, and `wgpy serve` reads it at every request).
 
     Kept: every line that, lowercased and without its spaces, holds "[" (a section header:
@@ -107,8 +103,8 @@ def peer_lines(text: str) -> str:
 class PeerFile(NamedTuple):
     """What a config file says of its peers, beyond the device."""
 
-    names: dict[bytes, str]  # config.names.peer_names
-    first_prefixes: dict[bytes, AllowedIP | None]  # configured_first_prefixes
+    names: dict[bytes, str]  # config.names.names_of_lines
+    first_prefixes: dict[bytes, AllowedIP | None]  # first_prefixes_of_lines
 
 
 _NO_FILE = PeerFile({}, {})
@@ -194,7 +190,7 @@ def interface_document(state: DeviceState, names: dict[bytes, str],
     """One interface of the document, made from the columns of its `get` reply (what
     get_state reads: no object per prefix); `names` from config.names, `drops` None when
     the device keeps no drop counters (wireguard-go), `configured` the first AllowedIPs
-    entry its file gives each peer (configured_first_prefixes), `links` what `wgpy punch`
+    entry its file gives each peer (first_prefixes_of_lines), `links` what `wgpy punch`
     manages."""
     links = links or {}
     peers = state.table
