@@ -104,23 +104,30 @@ WGPY = DEFAULT_WGPY = _command("wgpy", "wgpy.cli.main")
 WGPY_QUICK = _command("wgpy-quick", "wgpy.quick.main")
 
 
+def hub_peer(i: int) -> tuple[list[str], str, int | None]:
+    """The hub's peer number `i` (see the module docstring): its prefixes, endpoint and
+    persistent keepalive (None: none)."""
+    tunnel = i + 2
+    site = (f"10.{i >> 9 & 255}.{i >> 1 & 255}.0/24" if i % 2 == 0
+            else f"fd10:{i >> 16:x}:{i & 0xFFFF:x}::/64")
+    endpoint = (f"[2001:db8:18::{i:x}]:{51820 + i % 1000}" if i % 4 == 0
+                else f"198.18.{i >> 8 & 255}.{i & 255}:{51820 + i % 1000}")
+    prefixes = [f"100.{64 + (tunnel >> 16)}.{tunnel >> 8 & 255}.{tunnel & 255}/32",
+                f"fd00:64::{tunnel:x}/128", site]
+    return prefixes, endpoint, 25 if i % 4 == 0 else None
+
+
 def hub_file(path: str, peers: int, port: int) -> None:
     """A wg-quick hub file (see the module docstring); keys are random 32-byte strings."""
     private = genkey()[0]
     lines = ["[Interface]", f"PrivateKey = {private}", f"ListenPort = {port}",
              "Address = 100.64.0.1/10, fd00:64::1/64"]
     for i in range(peers):
-        tunnel = i + 2
-        site = (f"10.{i >> 9 & 255}.{i >> 1 & 255}.0/24" if i % 2 == 0
-                else f"fd10:{i >> 16:x}:{i & 0xFFFF:x}::/64")
-        endpoint = (f"[2001:db8:18::{i:x}]:{51820 + i % 1000}" if i % 4 == 0
-                    else f"198.18.{i >> 8 & 255}.{i & 255}:{51820 + i % 1000}")
+        prefixes, endpoint, keepalive = hub_peer(i)
         lines += ["", "[Peer]", f"PublicKey = {base64.b64encode(os.urandom(32)).decode()}",
-                  f"AllowedIPs = 100.{64 + (tunnel >> 16)}.{tunnel >> 8 & 255}.{tunnel & 255}"
-                  f"/32, fd00:64::{tunnel:x}/128, {site}",
-                  f"Endpoint = {endpoint}"]
-        if i % 4 == 0:
-            lines.append("PersistentKeepalive = 25")
+                  f"AllowedIPs = {', '.join(prefixes)}", f"Endpoint = {endpoint}"]
+        if keepalive is not None:
+            lines.append(f"PersistentKeepalive = {keepalive}")
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
         handle.write("\n".join(lines) + "\n")
 

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from scale import hub_peer
+
 from wgpy.core.device import Device
 from wgpy.uapi.protocol import GetFormatter, apply_set, parse_set
 
@@ -62,17 +64,11 @@ def hub_lines(peers: int) -> list[str]:
     """The `set` lines of bench/scale.py's hub file (`wg addconf` of it)."""
     lines = []
     for i in range(peers):
-        tunnel = i + 2
-        site = (f"10.{i >> 9 & 255}.{i >> 1 & 255}.0/24" if i % 2 == 0
-                else f"fd10:{i >> 16:x}:{i & 0xFFFF:x}::/64")
-        endpoint = (f"[2001:db8:18::{i:x}]:{51820 + i % 1000}" if i % 4 == 0
-                    else f"198.18.{i >> 8 & 255}.{i & 255}:{51820 + i % 1000}")
+        prefixes, endpoint, keepalive = hub_peer(i)
         lines += [f"public_key={os.urandom(32).hex()}", f"endpoint={endpoint}",
-                  "replace_allowed_ips=true",
-                  f"allowed_ip=100.{64 + (tunnel >> 16)}.{tunnel >> 8 & 255}.{tunnel & 255}/32",
-                  f"allowed_ip=fd00:64::{tunnel:x}/128", f"allowed_ip={site}"]
-        if i % 4 == 0:
-            lines.append("persistent_keepalive_interval=25")
+                  "replace_allowed_ips=true", *(f"allowed_ip={prefix}" for prefix in prefixes)]
+        if keepalive is not None:
+            lines.append(f"persistent_keepalive_interval={keepalive}")
     return lines
 
 
