@@ -383,7 +383,10 @@ class UapiServer:
         def emit(chunk: bytes) -> None:
             if chunk:
                 client.rest.append(chunk)
-                self._write_now(client)
+                # what the socket takes now: full, the rest waits; the client gone, the
+                # reply's last flush finds it so
+                with contextlib.suppress(OSError):
+                    self._write(client)
 
         host, formatter = self.host, self._get_formatter
 
@@ -393,20 +396,16 @@ class UapiServer:
 
         for refusal in self._run(make):  # an errno reply if making it failed
             emit(refusal)
-        if not client.reply and client.rest:
-            client.reply = memoryview(client.rest.popleft())
         self._finish_sending(client)
 
     @staticmethod
-    def _write_now(client: _Client) -> None:
-        """Write what the socket takes now of the queued reply, without waiting."""
-        try:
-            while client.reply or client.rest:
-                if not client.reply:
-                    client.reply = memoryview(client.rest.popleft())
-                client.reply = client.reply[client.sock.send(client.reply):]
-        except OSError:  # full: the rest waits; gone: the reply's last flush finds it so
-            pass
+    def _write(client: _Client) -> None:
+        """Write the queued reply until it is all written or the socket takes no more
+        (BlockingIOError)."""
+        while client.reply or client.rest:
+            if not client.reply:
+                client.reply = memoryview(client.rest.popleft())
+            client.reply = client.reply[client.sock.send(client.reply):]
 
     def _finish_sending(self, client: _Client) -> None:
         if not self._flush(client) and client.open:
@@ -419,10 +418,7 @@ class UapiServer:
         """Write what the socket takes of the reply; True once it is all written and the
         connection stays open (then it reads the next request)."""
         try:
-            while client.reply:
-                client.reply = client.reply[client.sock.send(client.reply):]
-                if not client.reply and client.rest:
-                    client.reply = memoryview(client.rest.popleft())
+            self._write(client)
         except BlockingIOError:
             self._watch_for(client, selectors.EVENT_WRITE)
             return False
