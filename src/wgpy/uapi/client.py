@@ -217,10 +217,10 @@ def get_device(iface: str) -> "DeviceConfig":
 
 
 def device_config(state: "DeviceState") -> "DeviceConfig":
-    """A `get` reply's device (get_state) in the typed config model. Made from the reply's
-    columns, each address from inet_pton's bytes (the reply's text is inet_ntop's, which
-    ipaddress would parse again, at a few times the cost: a 10,000-peer hub has 30,000
-    prefixes, and get_device is what `wgpy reresolve` and wgpy-quick read)."""
+    """A `get` reply's device (get_state) in the typed config model, from its records
+    (DeviceState.peers), each address from inet_pton's bytes (the reply's text is
+    inet_ntop's, which ipaddress would parse again, at a few times the cost: a 10,000-peer
+    hub has 30,000 prefixes, and get_device is what `wgpy reresolve` and wgpy-quick read)."""
     from ipaddress import IPv4Address, IPv6Address
 
     from wgpy.config.model import (  # here: see TYPE_CHECKING above
@@ -229,36 +229,29 @@ def device_config(state: "DeviceState") -> "DeviceConfig":
         Endpoint,
         PeerConfig,
     )
-    from wgpy.uapi.reply import ZERO_KEY_HEX, joined
 
     device = DeviceConfig(name=state.name, private_key=state.private_key,
                           public_key=state.public_key(), listen_port=state.listen_port,
                           fwmark=state.fwmark)
-    pton, fromhex, table = socket.inet_pton, bytes.fromhex, state.table
-    for public, preshared, endpoint_text, lines, handshake_sec, handshake_nsec, tx, rx, \
-            keepalive, version in zip(
-                table.public_keys, table.preshared_keys, table.endpoints,
-                table.allowed_ip_lines, table.last_handshake_secs, table.last_handshake_nsecs,
-                table.tx_bytes, table.rx_bytes, table.keepalives, table.protocol_versions,
-                strict=True):
+    pton = socket.inet_pton
+    for peer in state.peers:
         endpoint = None
-        if endpoint_text is not None:
-            host, _, port = endpoint_text.rpartition(":")
+        if peer.endpoint is not None:
+            host, _, port = peer.endpoint.rpartition(":")
             endpoint = Endpoint(host.removeprefix("[").removesuffix("]"), int(port))
         allowed_ips = []
-        if lines:
-            for text in joined(lines, "\n").split("\n"):
-                address, _, cidr = text.partition("/")
-                allowed_ips.append(AllowedIP(
-                    IPv6Address(pton(socket.AF_INET6, address)) if ":" in address
-                    else IPv4Address(pton(socket.AF_INET, address)), int(cidr)))
+        for text in peer.allowed_ips:
+            address, _, cidr = text.partition("/")
+            allowed_ips.append(AllowedIP(
+                IPv6Address(pton(socket.AF_INET6, address)) if ":" in address
+                else IPv4Address(pton(socket.AF_INET, address)), int(cidr)))
+        keepalive, version = peer.persistent_keepalive, peer.protocol_version
         device.peers.append(PeerConfig(
-            public_key=fromhex(public),
-            preshared_key=None if preshared == ZERO_KEY_HEX else fromhex(preshared),
-            endpoint=endpoint,
+            public_key=peer.public_key, preshared_key=peer.preshared_key, endpoint=endpoint,
             persistent_keepalive=None if keepalive is None else int(keepalive),
-            allowed_ips=allowed_ips, last_handshake_sec=int(handshake_sec),
-            last_handshake_nsec=int(handshake_nsec), rx_bytes=int(rx), tx_bytes=int(tx),
+            allowed_ips=allowed_ips, last_handshake_sec=int(peer.last_handshake_sec),
+            last_handshake_nsec=int(peer.last_handshake_nsec), rx_bytes=int(peer.rx_bytes),
+            tx_bytes=int(peer.tx_bytes),
             protocol_version=None if version is None else int(version)))
     return device
 
